@@ -1,0 +1,156 @@
+"""Contrastive losses, all called as `loss(embeddings, labels)` except the explicit pair loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from siamese.distances import paired_distances, pairwise_distances, squared_pairwise_distances
+
+
+def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks over the upper triangle (i < j) of the batch's pair matrix.
+
+    Returns (positive, negative): positive[i, j] is True when i < j and labels match,
+    negative[i, j] when i < j and labels differ. Self-pairs and duplicates are excluded.
+    """
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)  # (B, B)
+    positive = torch.triu(same, diagonal=1)  # (B, B)
+    negative = torch.triu(~same, diagonal=1)  # (B, B)
+    return positive, negative
+
+
+def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (B, D), got {tuple(embeddings.shape)}")
+    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"labels must have shape ({embeddings.shape[0]},) to match embeddings, got {tuple(labels.shape)}"
+        )
+
+
+class ContrastiveLoss(nn.Module):
+    """Contrastive loss over every pair of a batch (Chopra, Hadsell and LeCun, 2005).
+
+    Same-class pairs cost their squared distance, different-class pairs cost
+    max(0, margin - distance)^2; the loss is the mean over all i < j pairs. A batch with fewer
+    than two samples has no pair and gives a zero loss that still has a gradient.
+    """
+
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        if margin <= 0:
+            raise ValueError(f"margin must be positive, got {margin}")
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_batch(embeddings, labels)
+        positive, negative = pair_masks(labels)  # (B, B) each
+        squared = squared_pairwise_distances(embeddings, embeddings)  # (B, B)
+        distances = squared.clamp_min(1e-12).sqrt()  # (B, B)
+        positive_loss = squared[positive].sum()
+        negative_loss = torch.relu(self.margin - distances[negative]).pow(2).sum()
+        pair_count = positive.sum() + negative.sum()
+        return (positive_loss + negative_loss) / pair_count.clamp_min(1)
+
+
+class TripletLoss(nn.Module):
+    """Batch-hard triplet loss (Hermans, Beyer and Leibe, 2017).
+
+    For each anchor, the farthest same-class sample and the nearest other-class sample form
+    the triplet; the loss is the mean of max(0, d(a, p) - d(a, n) + margin), or its soft-plus
+    version when `soft_margin` is set. Anchors with no positive or no negative are left out;
+    a batch with no valid anchor gives a zero loss that still has a gradient.
+    """
+
+    def __init__(self, margin: float = 0.2, soft_margin: bool = False):
+        super().__init__()
+        if margin < 0:
+            raise ValueError(f"margin must be non-negative, got {margin}")
+        self.margin = margin
+        self.soft_margin = soft_margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_batch(embeddings, labels)
+        distances = pairwise_distances(embeddings)  # (B, B)
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)  # (B, B)
+        not_self = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)  # (B, B)
+        positive = same & not_self
+        negative = ~same
+        hardest_positive = torch.where(positive, distances, torch.zeros_like(distances)).amax(dim=1)  # (B,)
+        far = torch.finfo(distances.dtype).max
+        hardest_negative = torch.where(negative, distances, torch.full_like(distances, far)).amin(dim=1)  # (B,)
+        valid = positive.any(dim=1) & negative.any(dim=1)  # (B,)
+        gap = hardest_positive[valid] - hardest_negative[valid]  # (V,)
+        if self.soft_margin:
+            per_anchor = nn.functional.softplus(gap)
+        else:
+            per_anchor = torch.relu(gap + self.margin)
+        if per_anchor.numel() == 0:
+            return embeddings.sum() * 0.0
+        return per_anchor.mean()
+
+
+class PairContrastiveLoss(nn.Module):
+    """Contrastive loss over explicit pairs, as in the one-shot faces article (margin 2).
+
+    Called as `loss(first, second, pair_labels)` with first and second (N, D) embeddings.
+    `different_label` says which label value marks a *different* pair: the article uses 1 for
+    different and 0 for same (`different_label=1`, the default); the MNIST tutorial's
+    convention is the opposite (`different_label=0`, i.e. 1 means same).
+    """
+
+    def __init__(self, margin: float = 2.0, different_label: int = 1):
+        super().__init__()
+        if margin <= 0:
+            raise ValueError(f"margin must be positive, got {margin}")
+        if different_label not in (0, 1):
+            raise ValueError(f"different_label must be 0 or 1, got {different_label}")
+        self.margin = margin
+        self.different_label = different_label
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor, pair_labels: torch.Tensor) -> torch.Tensor:
+        if first.ndim != 2 or first.shape != second.shape:
+            raise ValueError(
+                f"first and second must both have shape (N, D), got {tuple(first.shape)} and {tuple(second.shape)}"
+            )
+        if pair_labels.shape != (first.shape[0],):
+            raise ValueError(f"pair_labels must have shape ({first.shape[0]},), got {tuple(pair_labels.shape)}")
+        if not torch.all((pair_labels == 0) | (pair_labels == 1)):
+            raise ValueError("pair_labels must hold only 0 and 1")
+        different = (pair_labels == self.different_label).float()  # (N,)
+        distances = paired_distances(first, second)  # (N,)
+        same_cost = distances.pow(2)
+        different_cost = torch.relu(self.margin - distances).pow(2)
+        return ((1.0 - different) * same_cost + different * different_cost).mean()
+
+
+class PairwiseFromBatch(nn.Module):
+    """Adapts PairContrastiveLoss to `loss(embeddings, labels)`: a batch of pairs laid out as
+    [first_1, second_1, first_2, second_2, ...], with labels giving each image's class."""
+
+    def __init__(self, margin: float = 2.0):
+        super().__init__()
+        self.pair_loss = PairContrastiveLoss(margin=margin, different_label=1)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_batch(embeddings, labels)
+        if embeddings.shape[0] % 2:
+            raise ValueError(f"a batch of pairs needs an even size, got {embeddings.shape[0]}")
+        first, second = embeddings[0::2], embeddings[1::2]  # (N, D) each
+        different = (labels[0::2] != labels[1::2]).long()  # (N,)
+        return self.pair_loss(first, second, different)
+
+
+LOSSES = ("contrastive", "triplet", "pair")
+
+
+def build_loss(name: str, margin: float) -> nn.Module:
+    """The loss a config names; margin is the loss's own margin."""
+    if name == "contrastive":
+        return ContrastiveLoss(margin=margin)
+    if name == "triplet":
+        return TripletLoss(margin=margin)
+    if name == "pair":
+        return PairwiseFromBatch(margin=margin)
+    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")

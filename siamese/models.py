@@ -1,0 +1,181 @@
+"""Embedding networks: one module maps an image batch to an embedding batch.
+
+A Siamese pair is the same module applied to both images, so there is no two-input model here.
+"""
+
+from __future__ import annotations
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+ARCHITECTURES = ("tutorial", "article", "convnet")
+
+
+def tutorial_backbone(in_channels: int) -> nn.Sequential:
+    """The MNIST tutorial's feature extractor: three conv/ReLU/max-pool stages (64, 128, 256)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 256, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+def tutorial_neck(flat_features: int, embedding_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(flat_features, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 256),
+        nn.ReLU(),
+        nn.Linear(256, embedding_dim),
+    )
+
+
+def article_backbone(in_channels: int, dropout: float) -> nn.Sequential:
+    """The face article's sister network: reflection-padded 3x3 convs (4, 8, 8), ReLU, BN, dropout."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for width in (4, 8, 8):
+        layers += [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, width, kernel_size=3),
+            nn.ReLU(),
+            nn.BatchNorm2d(width),
+            nn.Dropout2d(p=dropout),
+        ]
+        channels = width
+    return nn.Sequential(*layers)
+
+
+def article_neck(flat_features: int, embedding_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(flat_features, 500),
+        nn.ReLU(),
+        nn.Linear(500, 500),
+        nn.ReLU(),
+        nn.Linear(500, embedding_dim),
+    )
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+def convnet_backbone(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
+    """Our default: per stage two 3x3 conv/BN/ReLU blocks then a 2x2 max-pool; global average pool."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for width in widths:
+        layers += [conv_block(channels, width), conv_block(width, width), nn.MaxPool2d(2)]
+        channels = width
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    return nn.Sequential(*layers)
+
+
+def convnet_neck(flat_features: int, embedding_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat_features, embedding_dim))
+
+
+class EmbeddingNet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="siamese-similarity",
+    tags=["siamese-network", "metric-learning", "image-similarity"],
+    pipeline_tag="image-feature-extraction",
+    license="mit",
+):
+    """Maps images (B, C, H, W) to embeddings (B, embedding_dim).
+
+    Every constructor argument is plain JSON, so `save_pretrained` writes it to `config.json`
+    and `from_pretrained` rebuilds the same network. `preprocessing` says how raw images become
+    the input tensor; `calibration` holds the verification threshold measured after training;
+    `training` records what the weights were trained on. None of the three changes the network.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "tutorial",
+        embedding_dim: int = 50,
+        in_channels: int = 1,
+        image_size: tuple[int, int] | list[int] = (28, 28),
+        widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        dropout: float = 0.0,
+        normalize: bool = False,
+        preprocessing: dict | None = None,
+        calibration: dict | None = None,
+        training: dict | None = None,
+    ):
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if embedding_dim < 1 or in_channels < 1:
+            raise ValueError(f"embedding_dim and in_channels must be positive, got {embedding_dim}, {in_channels}")
+        self.architecture = architecture
+        self.embedding_dim = int(embedding_dim)
+        self.in_channels = int(in_channels)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.widths = tuple(int(width) for width in widths)
+        self.dropout = float(dropout)
+        self.normalize = bool(normalize)
+        self.preprocessing = dict(preprocessing or {})
+        self.calibration = dict(calibration or {})
+        self.training_info = dict(training or {})
+
+        if architecture == "tutorial":
+            self.backbone = tutorial_backbone(self.in_channels)
+        elif architecture == "article":
+            self.backbone = article_backbone(self.in_channels, self.dropout)
+        else:
+            self.backbone = convnet_backbone(self.in_channels, self.widths)
+        flat_features = self._flat_features()
+        if architecture == "tutorial":
+            self.neck = tutorial_neck(flat_features, self.embedding_dim)
+        elif architecture == "article":
+            self.neck = article_neck(flat_features, self.embedding_dim)
+        else:
+            self.neck = convnet_neck(flat_features, self.embedding_dim, self.dropout)
+
+    def _flat_features(self) -> int:
+        """Size of the flattened backbone output, found by running a dummy image through it."""
+        dummy = torch.zeros(1, self.in_channels, *self.image_size)  # (1, C, H, W)
+        with torch.no_grad():
+            return int(self.backbone.eval()(dummy).numel())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels or tuple(images.shape[2:]) != self.image_size:
+            raise ValueError(
+                f"expected images of shape (B, {self.in_channels}, {self.image_size[0]}, {self.image_size[1]}), "
+                f"got {tuple(images.shape)}"
+            )
+        features = self.backbone(images)  # (B, C', H', W')
+        embeddings = self.neck(features)  # (B, D)
+        if self.normalize:
+            embeddings = nn.functional.normalize(embeddings.float(), dim=1)  # (B, D), unit length
+        return embeddings
+
+    def config_dict(self) -> dict:
+        """Everything `config.json` holds: the constructor arguments as they are now."""
+        return {
+            "architecture": self.architecture,
+            "embedding_dim": self.embedding_dim,
+            "in_channels": self.in_channels,
+            "image_size": list(self.image_size),
+            "widths": list(self.widths),
+            "dropout": self.dropout,
+            "normalize": self.normalize,
+            "preprocessing": self.preprocessing,
+            "calibration": self.calibration,
+            "training": self.training_info,
+        }
