@@ -27,7 +27,9 @@ class ImageSet:
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8 of shape (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 of shape (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
 
@@ -40,7 +42,12 @@ class ImageSet:
     def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
         index = torch.as_tensor(indices, dtype=torch.long)
         paths = [self.paths[i] for i in index.tolist()] if self.paths else []
-        return ImageSet(self.images[index.to(self.images.device)], self.labels[index.to(self.labels.device)], self.class_names, paths)
+        return ImageSet(
+            self.images[index.to(self.images.device)],
+            self.labels[index.to(self.labels.device)],
+            self.class_names,
+            paths,
+        )
 
 
 @dataclass
@@ -55,10 +62,14 @@ class Splits:
 
 def to_float(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
     """uint8 (B, C, H, W) -> normalised float (B, C, H, W), as the model's config says."""
-    scaled = images.float() / 255.0  # (B, C, H, W) in [0, 1]
-    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=scaled.dtype, device=scaled.device)
-    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=scaled.dtype, device=scaled.device)
-    return (scaled - mean.reshape(-1, 1, 1)) / std.reshape(-1, 1, 1)
+    return normalise(images.float() / 255.0, preprocessing)
+
+
+def normalise(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
+    """Float images in [0, 1] (B, C, H, W) -> (images - mean) / std from the preprocessing config."""
+    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=images.dtype, device=images.device)
+    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=images.dtype, device=images.device)
+    return (images - mean.reshape(-1, 1, 1)) / std.reshape(-1, 1, 1)
 
 
 def load_mnist(root: str | Path, download: bool = False) -> Splits:

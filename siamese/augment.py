@@ -1,0 +1,60 @@
+"""Batch augmentation on tensors: one random affine warp per image, drawn in a single call.
+
+Running on the whole batch on the training device replaces per-sample PIL transforms, which
+cost more than the model itself on a small CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional
+
+
+def random_affine(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    degrees: float = 10.0,
+    translate: float = 0.1,
+    scale: tuple[float, float] = (0.9, 1.1),
+    shear: float = 0.0,
+    horizontal_flip: bool = False,
+) -> torch.Tensor:
+    """Warp float images (B, C, H, W) by per-image random rotation, shift, scale, shear and flip.
+
+    `translate` is a fraction of the image size. Random numbers come from `generator` (on the
+    CPU), so a seeded run draws the same warps on any device. Borders fill with zeros, which is
+    the background after normalisation only when the mean is zero; see `fill`.
+    """
+    batch = images.shape[0]
+    uniform = torch.rand(batch, 6, generator=generator)  # (B, 6) in [0, 1)
+    angle = (uniform[:, 0] * 2 - 1) * math.radians(degrees)  # (B,)
+    zoom = scale[0] + uniform[:, 1] * (scale[1] - scale[0])  # (B,)
+    shift_x = (uniform[:, 2] * 2 - 1) * translate * 2  # (B,), grid units span 2 per image
+    shift_y = (uniform[:, 3] * 2 - 1) * translate * 2  # (B,)
+    skew = (uniform[:, 4] * 2 - 1) * math.radians(shear)  # (B,)
+    flip = torch.where((uniform[:, 5] < 0.5) & horizontal_flip, -1.0, 1.0)  # (B,)
+
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # The grid maps output positions to input positions, so the inverse zoom is applied.
+    theta = torch.zeros(batch, 2, 3)  # (B, 2, 3)
+    theta[:, 0, 0] = cos / zoom * flip
+    theta[:, 0, 1] = (-sin + torch.tan(skew)) / zoom
+    theta[:, 1, 0] = sin / zoom * flip
+    theta[:, 1, 1] = cos / zoom
+    theta[:, 0, 2] = shift_x
+    theta[:, 1, 2] = shift_y
+    theta = theta.to(device=images.device, dtype=images.dtype)
+    grid = functional.affine_grid(theta, list(images.shape), align_corners=False)  # (B, H, W, 2)
+    return functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_brightness_contrast(images: torch.Tensor, generator: torch.Generator, strength: float = 0.2) -> torch.Tensor:
+    """Scale contrast and shift brightness per image by up to `strength` (for photographs, not digits)."""
+    batch = images.shape[0]
+    uniform = torch.rand(batch, 2, generator=generator).to(images.device, images.dtype)  # (B, 2)
+    contrast = 1 + (uniform[:, 0] * 2 - 1) * strength  # (B,)
+    brightness = (uniform[:, 1] * 2 - 1) * strength  # (B,)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return (images - mean) * contrast.view(-1, 1, 1, 1) + mean + brightness.view(-1, 1, 1, 1)

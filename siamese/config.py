@@ -1,0 +1,175 @@
+"""The one training configuration: a dataclass, named presets, and the data sets they apply to.
+
+A preset fills in a coherent recipe (architecture, loss, sampler, schedule, augmentation);
+any field given explicitly (a command-line flag) overrides it. The final config is saved with
+the weights, so a model folder always says how it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+DATASETS = ("mnist", "digits", "att_faces", "folder")
+
+# Each preset sets only the fields it cares about; the rest keep the dataclass defaults.
+PRESETS: dict[str, dict] = {
+    # The MNIST tutorial as published: its network, all-pairs contrastive loss, batch 32, Adam 1e-3.
+    "tutorial": {
+        "architecture": "tutorial",
+        "embedding_dim": 50,
+        "loss": "contrastive",
+        "margin": 1.0,
+        "sampler": "shuffle",
+        "batch_size": 32,
+        "epochs": 5,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "augment": "none",
+    },
+    # Digits in about a minute of CPU time: a small BN conv net on class-balanced batches.
+    "fast": {
+        "architecture": "convnet",
+        "widths": [32, 64, 128],
+        "embedding_dim": 64,
+        "normalize": True,
+        "loss": "contrastive",
+        "margin": 0.5,
+        "sampler": "balanced",
+        "classes_per_batch": 10,
+        "samples_per_class": 16,
+        "epochs": 12,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "schedule": "onecycle",
+        "augment": "digits",
+    },
+    # The best digits embeddings within ten CPU minutes: wider, longer, batch-hard triplets.
+    "best": {
+        "architecture": "convnet",
+        "widths": [32, 64, 128],
+        "embedding_dim": 64,
+        "normalize": True,
+        "loss": "contrastive",
+        "margin": 0.5,
+        "sampler": "balanced",
+        "classes_per_batch": 10,
+        "samples_per_class": 16,
+        "epochs": 60,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "schedule": "onecycle",
+        "augment": "digits",
+    },
+    # The one-shot faces article: its small reflection-padded net on 100x100, balanced pairs, margin 2.
+    "article": {
+        "architecture": "article",
+        "embedding_dim": 5,
+        "image_size": [100, 100],
+        "dropout": 0.2,
+        "loss": "pair",
+        "margin": 2.0,
+        "sampler": "pairs",
+        "batch_size": 64,
+        "pairs_per_epoch": 2000,
+        "epochs": 100,
+        "optimizer": "adam",
+        "lr": 5e-4,
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "augment": "none",
+    },
+    # Our default for faces and image folders: a BN conv net with unit-length embeddings,
+    # class-balanced batches and photometric plus geometric augmentation.
+    "faces": {
+        "architecture": "convnet",
+        "widths": [32, 64, 128],
+        "embedding_dim": 64,
+        "image_size": [56, 46],
+        "normalize": True,
+        "loss": "contrastive",
+        "margin": 0.5,
+        "sampler": "balanced",
+        "classes_per_batch": 15,
+        "samples_per_class": 4,
+        "epochs": 150,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "augment": "faces",
+    },
+}
+
+DEFAULT_PRESET = {"mnist": "tutorial", "digits": "tutorial", "att_faces": "faces", "folder": "faces"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Saved in the checkpoint and the model folder."""
+
+    # Data
+    dataset: str = "mnist"
+    data_root: str | None = None
+    download: bool = False
+    test_classes: list[str] | None = None
+    test_fraction: float = 0.25
+    skip_unreadable: bool = False
+    image_size: list[int] | None = None
+    grayscale: bool = True
+    # Recipe
+    preset: str | None = None
+    architecture: str = "tutorial"
+    embedding_dim: int = 50
+    widths: list[int] | None = None
+    dropout: float = 0.0
+    normalize: bool = False
+    loss: str = "contrastive"
+    margin: float = 1.0
+    sampler: str = "shuffle"
+    batch_size: int = 32
+    classes_per_batch: int = 10
+    samples_per_class: int = 8
+    pairs_per_epoch: int = 2000
+    epochs: int = 5
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: str = "none"
+    # Run
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    eval_every: int = 1
+    knn_k: int = 5
+    one_shot_draws: int = 200
+    out: str = "runs/model"
+    resume: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_config(overrides: dict | None = None) -> TrainConfig:
+    """Dataclass defaults, then the preset (named, or the data set's default), then `overrides`.
+
+    Keys in `overrides` whose value is None are treated as not given.
+    """
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {field.name for field in fields(TrainConfig)}
+    unknown = set(given) - known
+    if unknown:
+        raise ValueError(f"unknown config fields: {sorted(unknown)}")
+    dataset = given.get("dataset", TrainConfig.dataset)
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    preset = given.get("preset") or DEFAULT_PRESET[dataset]
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    values = {**PRESETS[preset], **given, "preset": preset}
+    return TrainConfig(**values)

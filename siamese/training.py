@@ -1,0 +1,303 @@
+"""The training loop: tensors on the device, seeded batch orders, atomic checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from siamese.augment import random_affine, random_brightness_contrast
+from siamese.config import TrainConfig
+from siamese.data import (
+    Splits,
+    class_balanced_batches,
+    epoch_generator,
+    load_mnist,
+    load_offline_digits,
+    normalise,
+    shuffled_batches,
+)
+from siamese.evaluation import embed, retrieval_metrics
+from siamese.losses import build_loss
+from siamese.models import EmbeddingNet
+from siamese.precision import autocast_context, pick_device, pick_precision
+
+CHECKPOINT_NAME = "checkpoint.pt"
+# Fields that only say how to run, not what is trained: they may differ when resuming.
+RUN_ONLY_FIELDS = {"resume", "progress", "device", "precision", "out", "eval_every", "data_root", "download"}
+# Data sets whose test classes are the training classes (kNN against training references works).
+SHARED_CLASS_DATASETS = ("mnist", "digits")
+
+
+@dataclass
+class TrainResult:
+    model: EmbeddingNet
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    out: Path | None = None
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """The training and held-out sets that `config.dataset` names."""
+    if config.dataset == "digits":
+        return load_offline_digits()
+    if config.dataset == "mnist":
+        return load_mnist(config.data_root or "data", download=config.download)
+    from siamese import folders
+
+    if config.data_root is None:
+        raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
+    size = config.image_size or [112, 92]
+    preprocessing = folders.faces_preprocessing(size=tuple(size), grayscale=config.grayscale)
+    if config.dataset == "att_faces":
+        test_classes = config.test_classes or list(folders.ATT_TEST_CLASSES)
+        return folders.load_att_faces(config.data_root, preprocessing=preprocessing, test_classes=test_classes)
+    preprocessing["kind"] = "folder"
+    return folders.load_folder_splits(
+        config.data_root,
+        preprocessing,
+        test_classes=config.test_classes,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        skip_unreadable=config.skip_unreadable,
+    )
+
+
+def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
+    channels, height, width = splits.train.images.shape[1:]
+    return EmbeddingNet(
+        architecture=config.architecture,
+        embedding_dim=config.embedding_dim,
+        in_channels=int(channels),
+        image_size=(int(height), int(width)),
+        widths=tuple(config.widths or (32, 64, 128)),
+        dropout=config.dropout,
+        normalize=config.normalize,
+        preprocessing=splits.preprocessing,
+        training={"dataset": splits.description, "preset": config.preset},
+    )
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    raise ValueError(f"optimizer must be adam, adamw or sgd, got {config.optimizer!r}")
+
+
+def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
+    if config.sampler == "shuffle":
+        return math.ceil(train_size / config.batch_size)
+    if config.sampler == "balanced":
+        return max(1, train_size // (config.classes_per_batch * config.samples_per_class))
+    if config.sampler == "pairs":
+        return max(1, math.ceil(2 * config.pairs_per_epoch / config.batch_size))
+    raise ValueError(f"sampler must be shuffle, balanced or pairs, got {config.sampler!r}")
+
+
+def build_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.2)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    raise ValueError(f"schedule must be constant, onecycle or cosine, got {config.schedule!r}")
+
+
+def epoch_batches(config: TrainConfig, labels: torch.Tensor, generator: torch.Generator):
+    """Index batches for one epoch; for the pair sampler, pairs are interleaved (a0, b0, a1, b1, ...)."""
+    if config.sampler == "shuffle":
+        yield from shuffled_batches(labels, config.batch_size, generator)
+    elif config.sampler == "balanced":
+        yield from class_balanced_batches(labels, config.classes_per_batch, config.samples_per_class, generator)
+    elif config.sampler == "pairs":
+        from siamese.pairs import sample_pairs
+
+        pairs_per_batch = max(1, config.batch_size // 2)
+        for _ in range(steps_per_epoch(config, len(labels))):
+            first, second, _same = sample_pairs(labels.cpu(), pairs_per_batch, generator=generator)
+            yield torch.stack([first, second], dim=1).flatten()  # (2 * pairs,)
+    else:
+        raise ValueError(f"sampler must be shuffle, balanced or pairs, got {config.sampler!r}")
+
+
+def augment_batch(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Random warps of float images in [0, 1], (B, C, H, W); black (zero) fills the borders."""
+    if kind == "none":
+        return images
+    if kind == "digits":
+        return random_affine(images, generator, degrees=12.0, translate=0.08, scale=(0.85, 1.1), shear=10.0)
+    if kind == "faces":
+        warped = random_affine(images, generator, degrees=8.0, translate=0.06, scale=(0.9, 1.1), horizontal_flip=True)
+        return random_brightness_contrast(warped, generator, strength=0.2)
+    raise ValueError(f"augment must be none, digits or faces, got {kind!r}")
+
+
+def atomic_torch_save(state: dict, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path, config: TrainConfig) -> dict:
+    """Read a checkpoint (tensors and plain data only) and check it was made by the same recipe."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = state["config"]
+    differing = sorted(
+        name for name, value in config.to_dict().items() if name not in RUN_ONLY_FIELDS and saved.get(name) != value
+    )
+    if differing:
+        details = ", ".join(
+            f"{name}: checkpoint {saved.get(name)!r} vs now {getattr(config, name)!r}" for name in differing
+        )
+        raise ValueError(f"--resume: {path} was written with a different config ({details})")
+    return state
+
+
+def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision: str, final: bool) -> dict:
+    """Test-set figures: retrieval against training references where classes are shared,
+    and verification / one-shot over pairs of the held-out images for every data set."""
+    from siamese.verification import verification_report
+
+    metrics = {}
+    if config.dataset in SHARED_CLASS_DATASETS:
+        metrics.update(
+            retrieval_metrics(model, splits.train, splits.test, splits.preprocessing, config.knn_k, precision)
+        )
+    test_embeddings = embed(model, splits.test.images, splits.preprocessing, precision=precision)  # (Q, D)
+    test_labels = splits.test.labels.cpu()
+    ways = min(10, len(torch.unique(test_labels)))
+    draws = config.one_shot_draws if final else max(1, config.one_shot_draws // 4)
+    max_pairs = 2_000_000 if final else 200_000
+    report = verification_report(
+        test_embeddings, test_labels, ways=ways, draws=draws, seed=config.seed, max_pairs=max_pairs
+    )
+    if not final:
+        report.pop("distance_histogram", None)
+    metrics.update(report)
+    return metrics
+
+
+def train(config: TrainConfig, splits: Splits | None = None, stop_after_epochs: int | None = None) -> TrainResult:
+    """Train, evaluate on the held-out set after each epoch, checkpoint, and return the model.
+
+    `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume).
+    """
+    device = pick_device(config.device)
+    precision = pick_precision(device, config.precision)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / CHECKPOINT_NAME
+
+    splits = splits or load_splits(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config, splits).to(device)
+    # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
+    model = model.to(memory_format=torch.channels_last)
+    loss_function = build_loss(config.loss, config.margin)
+    optimizer = build_optimizer(config, model)
+    total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs
+    schedule = build_schedule(config, optimizer, total_steps)
+
+    history: list[dict] = []
+    start_epoch = 0
+    if config.resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = json.loads(state["history"])
+        start_epoch = int(state["epoch"])
+        print(f"Resuming from {checkpoint_path} after epoch {start_epoch} (step {state['step']})")
+
+    images = splits.train.images.to(device)  # (N, C, H, W) uint8, stays on the device
+    labels = splits.train.labels.to(device)  # (N,)
+    print(
+        f"Training {config.architecture} ({sum(p.numel() for p in model.parameters()):,} parameters) on "
+        f"{splits.description.get('name')}: {len(splits.train)} train / {len(splits.test)} test images, "
+        f"device {device}, precision {precision}"
+    )
+    train_seconds = history[-1]["train_seconds"] if history else 0.0
+    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
+    for epoch in range(start_epoch, last_epoch):
+        model.train()
+        generator = epoch_generator(config.seed, epoch)
+        # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
+        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        batches = list(epoch_batches(config, labels, generator))
+        progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
+        running_loss, seen = 0.0, 0
+        started = time.perf_counter()
+        for batch_index in progress:
+            batch_index = batch_index.to(device)
+            batch = images[batch_index].float().div_(255.0)  # (B, C, H, W) in [0, 1]
+            batch = augment_batch(batch, config.augment, generator)
+            batch = normalise(batch, splits.preprocessing).contiguous(memory_format=torch.channels_last)
+            with autocast_context(device, precision):
+                embeddings = model(batch)  # (B, D)
+                loss = loss_function(embeddings.float(), labels[batch_index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running_loss += float(loss.detach())
+            seen += 1
+            progress.set_postfix(loss=f"{running_loss / seen:.4f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds += time.perf_counter() - started
+        record = {"epoch": epoch + 1, "loss": running_loss / max(seen, 1), "train_seconds": round(train_seconds, 3)}
+        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            record.update(_short_metrics(evaluate(model, splits, config, precision, final=False)))
+        history.append(record)
+        print(_format_record(record))
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "config": config.to_dict(),
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * len(batches),
+                "history": json.dumps(history),
+            },
+            checkpoint_path,
+        )
+
+    model.eval()
+    finished = bool(history) and history[-1]["epoch"] == config.epochs
+    metrics = evaluate(model, splits, config, precision, final=True) if finished else {}
+    return TrainResult(model=model.cpu(), metrics=metrics, history=history, out=out)
+
+
+def _short_metrics(metrics: dict) -> dict:
+    keys = ("knn_accuracy", "precision_at_1", "map_at_r", "roc_auc", "eer", "one_shot_accuracy")
+    return {key: round(float(metrics[key]), 5) for key in keys if key in metrics}
+
+
+def _format_record(record: dict) -> str:
+    parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}", f"train {record['train_seconds']:.1f}s"]
+    for key, label in (
+        ("knn_accuracy", "kNN acc"),
+        ("roc_auc", "ROC AUC"),
+        ("eer", "EER"),
+        ("one_shot_accuracy", "1-shot"),
+    ):
+        if key in record:
+            value = record[key]
+            parts.append(f"{label} {value:.4f}" if key == "roc_auc" else f"{label} {value:.2%}")
+    return " | ".join(parts)
