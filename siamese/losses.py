@@ -82,10 +82,7 @@ class TripletLoss(nn.Module):
         hardest_negative = torch.where(negative, distances, torch.full_like(distances, far)).amin(dim=1)  # (B,)
         valid = positive.any(dim=1) & negative.any(dim=1)  # (B,)
         gap = hardest_positive[valid] - hardest_negative[valid]  # (V,)
-        if self.soft_margin:
-            per_anchor = nn.functional.softplus(gap)
-        else:
-            per_anchor = torch.relu(gap + self.margin)
+        per_anchor = nn.functional.softplus(gap) if self.soft_margin else torch.relu(gap + self.margin)
         if per_anchor.numel() == 0:
             return embeddings.sum() * 0.0
         return per_anchor.mean()
