@@ -192,10 +192,16 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
     return metrics
 
 
-def train(config: TrainConfig, splits: Splits | None = None, stop_after_epochs: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    stop_after_epochs: int | None = None,
+    final_evaluation: bool = True,
+) -> TrainResult:
     """Train, evaluate on the held-out set after each epoch, checkpoint, and return the model.
 
-    `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume).
+    `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume);
+    `final_evaluation=False` skips the full test-set evaluation (throughput benchmarks).
     """
     device = pick_device(config.device)
     precision = pick_precision(device, config.precision)
@@ -280,7 +286,7 @@ def train(config: TrainConfig, splits: Splits | None = None, stop_after_epochs: 
 
     model.eval()
     finished = bool(history) and history[-1]["epoch"] == config.epochs
-    metrics = evaluate(model, splits, config, precision, final=True) if finished else {}
+    metrics = evaluate(model, splits, config, precision, final=True) if finished and final_evaluation else {}
     return TrainResult(model=model.cpu(), metrics=metrics, history=history, out=out)
 
 
