@@ -142,8 +142,11 @@ class PairwiseFromBatch(nn.Module):
 LOSSES = ("contrastive", "triplet", "pair")
 
 
-def build_loss(name: str, margin: float) -> nn.Module:
-    """The loss a config names; margin is the loss's own margin."""
+def build_loss(name: str, margin: float, embedding_dim: int | None = None, class_count: int | None = None) -> nn.Module:
+    """The loss a config names; margin is the loss's own margin.
+
+    `embedding_dim` and `class_count` are for losses that learn per-class parameters.
+    """
     if name == "contrastive":
         return ContrastiveLoss(margin=margin)
     if name == "triplet":

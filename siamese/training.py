@@ -85,15 +85,15 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
     )
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, modules: list[nn.Module]) -> torch.optim.Optimizer:
+    """One optimizer over the model and any loss that learns (e.g. class proxies)."""
+    parameters = [parameter for module in modules for parameter in module.parameters()]
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
-        )
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
     raise ValueError(f"optimizer must be adam, adamw or sgd, got {config.optimizer!r}")
 
 
@@ -214,8 +214,10 @@ def train(
     model = build_model(config, splits).to(device)
     # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
     model = model.to(memory_format=torch.channels_last)
-    loss_function = build_loss(config.loss, config.margin)
-    optimizer = build_optimizer(config, model)
+    class_count = int(splits.train.labels.max()) + 1
+    loss_function = build_loss(config.loss, config.margin, embedding_dim=config.embedding_dim, class_count=class_count)
+    loss_function = loss_function.to(device)
+    optimizer = build_optimizer(config, [model, loss_function])
     total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs
     schedule = build_schedule(config, optimizer, total_steps)
 
@@ -224,6 +226,7 @@ def train(
     if config.resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, config)
         model.load_state_dict(state["model"])
+        loss_function.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history = json.loads(state["history"])
@@ -241,6 +244,7 @@ def train(
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
     for epoch in range(start_epoch, last_epoch):
         model.train()
+        loss_function.train()
         generator = epoch_generator(config.seed, epoch)
         # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
         torch.manual_seed(config.seed * 1_000_003 + epoch)
@@ -274,6 +278,7 @@ def train(
         atomic_torch_save(
             {
                 "model": model.state_dict(),
+                "loss": loss_function.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
                 "config": config.to_dict(),
