@@ -538,6 +538,22 @@ def _image_input(prefix: str, label: str):
     return drawing, upload
 
 
+def _pair_examples(examples, inputs, label: str):
+    pairs = example_data.pair_examples(examples)
+    # File names end in the class: pair0_a_7.png.
+    names = [[Path(path).stem.rsplit("_", 1)[-1] for path in pair] for pair in pairs]
+    return gr.Examples(pairs, inputs, label=label, example_labels=[f"{first} vs {second}" for first, second in names])
+
+
+def _file_examples(paths, component, label: str):
+    return gr.Examples(
+        [[path] for path in paths],
+        [component],
+        label=label,
+        example_labels=[Path(path).stem.rsplit("_", 1)[-1] for path in paths],
+    )
+
+
 def build_demo(
     specs: list[ModelSpec] | None = None,
     mnist_root: str | None = None,
@@ -590,9 +606,9 @@ def build_demo(
                     pair_preview = gr.Image(label="What the model sees", interactive=False, elem_id="pair_preview")
                     pair_details = gr.JSON(label="Details", elem_id="pair_details")
                 pair_plot = gr.Plot(label="Distance distributions", elem_id="pair_plot")
-            gr.Examples(example_data.pair_examples(digits), [upload_a, upload_b], label="Digit pairs")
+            pair_examples = [_pair_examples(digits, [upload_a, upload_b], "Digit pairs (click to compare)")]
             if faces is not None:
-                gr.Examples(example_data.pair_examples(faces), [upload_a, upload_b], label="Face pairs")
+                pair_examples.append(_pair_examples(faces, [upload_a, upload_b], "Face pairs (click to compare)"))
 
         with gr.Tab("One-shot gallery", elem_id="gallery_tab"):
             gallery_state = gr.State(None)
@@ -633,9 +649,10 @@ def build_demo(
                     )
                     rank_matches = gr.Gallery(label="Top matches", columns=5, height=160, elem_id="rank_matches")
             queries = example_data.query_examples(digits)
-            gr.Examples(queries, [query_upload], label="Digit queries")
+            query_examples = [_file_examples(queries, query_upload, "Digit queries (click to rank)")]
             if faces is not None:
-                gr.Examples(example_data.query_examples(faces), [query_upload], label="Face queries")
+                face_queries = example_data.query_examples(faces)
+                query_examples.append(_file_examples(face_queries, query_upload, "Face queries (click to rank)"))
 
         with gr.Tab("Interactive t-SNE", elem_id="map_tab"), gr.Row():
             with gr.Column(scale=1):
@@ -648,7 +665,7 @@ def build_demo(
                     elem_id="map_files",
                 )
                 map_button = gr.Button("Draw map", variant="primary", elem_id="map_button")
-                gr.Examples([[queries]], [map_files], label="Place example digits")
+                map_examples = gr.Examples([[queries]], [map_files], label="Place example digits (click)")
             with gr.Column(scale=3):
                 map_plot = gr.Plot(label="t-SNE of embeddings", elem_id="map_plot")
                 map_note = gr.Markdown(elem_id="map_note")
@@ -656,14 +673,27 @@ def build_demo(
         def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
             return app.embedding_map(model_name, points, perplexity, files, progress=progress)
 
+        # Clicking an example fills the inputs and then runs the tab's action, like pressing its button.
+        pair_inputs = [model_name, drawing_a, upload_a, drawing_b, upload_b]
+        pair_outputs = [pair_verdict, pair_details, pair_plot, pair_preview]
+        rank_inputs = [model_name, gallery_state, query_drawing, query_upload, top_k]
+        rank_outputs = [gallery_state, rank_verdict, rank_table, rank_matches]
+        for examples in pair_examples:
+            examples.load_input_event.then(
+                app.compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
+            )
+        for examples in query_examples:
+            examples.load_input_event.then(
+                app.rank_query, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private"
+            )
+        map_inputs = [model_name, points, perplexity, map_files]
+        map_examples.load_input_event.then(
+            embedding_map, map_inputs, [map_plot, map_note], api_name="example_map", api_visibility="private"
+        )
+
         model_name.change(app.model_info, model_name, about, api_name="model_info")
         demo.load(app.model_info, model_name, about, api_visibility="private")
-        compare_button.click(
-            app.compare_pair,
-            [model_name, drawing_a, upload_a, drawing_b, upload_b],
-            [pair_verdict, pair_details, pair_plot, pair_preview],
-            api_name="compare_pair",
-        )
+        compare_button.click(app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
         build_button.click(
             app.build_gallery,
             [model_name, gallery_files, captions],
@@ -676,15 +706,8 @@ def build_demo(
             [gallery_state, gallery_status, gallery_preview],
             api_name="load_example_gallery",
         )
-        rank_button.click(
-            app.rank_query,
-            [model_name, gallery_state, query_drawing, query_upload, top_k],
-            [gallery_state, rank_verdict, rank_table, rank_matches],
-            api_name="rank_query",
-        )
-        map_button.click(
-            embedding_map, [model_name, points, perplexity, map_files], [map_plot, map_note], api_name="embedding_map"
-        )
+        rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
+        map_button.click(embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map")
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo
 

@@ -1,0 +1,115 @@
+"""The launched app through gradio_client: every named endpoint, and a bad input that errors while serving goes on."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("siamese.images", reason="siamese.images (safe image loading) is not in this checkout yet")
+gradio_client = pytest.importorskip("gradio_client")
+
+import app  # noqa: E402
+from scripts.standin_models import make_standin  # noqa: E402
+from siamese import examples as example_data  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+ENDPOINTS = {"/model_info", "/compare_pair", "/build_gallery", "/load_example_gallery", "/rank_query", "/embedding_map"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    specs = [app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits")))]
+    demo = app.build_demo(specs)
+    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT, max_size=app.QUEUE_SIZE)
+    options = app.launch_options(host="127.0.0.1", port=free_port())
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return gradio_client.Client(server, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def digit_paths(tmp_path_factory) -> list[str]:
+    digits = example_data.load_digits()
+    folder = tmp_path_factory.mktemp("digits")
+    paths = []
+    for digit in (3, 3, 8):
+        index = int(np.nonzero(digits.labels.numpy() == digit)[0][len(paths)])
+        path = folder / f"{digit}_{len(paths)}.png"
+        Image.fromarray(digits.images[index, 0].numpy()).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_every_named_endpoint_is_listed(client):
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named >= ENDPOINTS
+
+
+def test_model_info(client):
+    assert "threshold" in client.predict("mnist", api_name="/model_info")
+
+
+def test_compare_pair_returns_distance_and_verdict(client, digit_paths):
+    handle = gradio_client.handle_file
+    verdict, details, plot, preview = client.predict(
+        "mnist", None, handle(digit_paths[0]), None, handle(digit_paths[0]), api_name="/compare_pair"
+    )
+    assert details["distance"] == pytest.approx(0.0, abs=1e-5) and details["same"] is True
+    assert verdict.startswith("## Same")
+    assert plot is not None and preview is not None
+
+
+def test_bad_input_comes_back_as_an_error_and_the_server_keeps_serving(client, digit_paths, tmp_path):
+    text = tmp_path / "not_an_image.png"
+    text.write_text("hello")
+    handle = gradio_client.handle_file
+    with pytest.raises(gradio_client.exceptions.AppError):
+        client.predict("mnist", None, handle(str(text)), None, handle(digit_paths[0]), api_name="/compare_pair")
+    with pytest.raises(gradio_client.exceptions.AppError, match="empty"):
+        client.predict("mnist", None, None, None, handle(digit_paths[0]), api_name="/compare_pair")
+    _, details, _, _ = client.predict(
+        "mnist", None, handle(digit_paths[0]), None, handle(digit_paths[2]), api_name="/compare_pair"
+    )
+    assert details["distance"] > 0
+
+
+def test_gallery_built_once_then_ranked(client, digit_paths):
+    handle = gradio_client.handle_file
+    status, preview = client.predict(
+        "mnist", [handle(path) for path in digit_paths[:2] + digit_paths[2:]], "", api_name="/build_gallery"
+    )
+    assert "3** images" in status and "2** labels" in status
+    verdict, table, matches = client.predict("mnist", None, handle(digit_paths[1]), 2, api_name="/rank_query")
+    assert len(table["data"]) == 2 and table["data"][0][1] in {"3", "8"}
+    assert verdict.startswith("##")
+
+
+def test_example_gallery_and_rank(client, digit_paths):
+    status, preview = client.predict("mnist", "digits", 2, api_name="/load_example_gallery")
+    assert "20** images" in status and "10** labels" in status
+    verdict, table, _ = client.predict("mnist", None, gradio_client.handle_file(digit_paths[2]), 3, api_name="/rank_query")
+    assert len(table["data"]) == 3
+
+
+def test_embedding_map_places_the_users_images(client, digit_paths):
+    plot, note = client.predict(
+        "mnist", 200, 15, [gradio_client.handle_file(path) for path in digit_paths], api_name="/embedding_map"
+    )
+    assert "inverse-distance-weighted" in note
+    assert plot is not None
