@@ -1,0 +1,265 @@
+"""The model card (README.md) of a saved model: Hub metadata plus a body written from what was measured.
+
+Every figure in the card comes from `metrics` (what training measured) or the model's config;
+a metric that is absent is left out, never estimated.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+LIBRARY_NAME = "siamese-similarity"
+BASE_TAGS = ["siamese-network", "metric-learning", "image-similarity"]
+TASK_TAGS = {"digits": ["mnist"], "faces": ["faces", "face-verification"], "folder": []}
+MNIST_HUB_DATASET = "ylecun/mnist"
+
+# key in metrics["test"] -> (label in the card, shown as a percentage)
+TEST_METRICS = {
+    "knn_accuracy": ("kNN accuracy", True),
+    "precision_at_1": ("Precision@1", True),
+    "map_at_r": ("MAP@R", True),
+    "roc_auc": ("ROC AUC (same vs different pairs)", True),
+    "eer": ("Equal error rate (EER)", True),
+    "best_accuracy": ("Pair verification accuracy at the best threshold", True),
+    "one_shot_accuracy": ("One-shot accuracy", True),
+    "threshold_eer": ("Distance threshold at the EER", False),
+    "threshold_best_accuracy": ("Distance threshold of best accuracy", False),
+}
+# Shown inside another metric's label rather than as rows of their own.
+FOLDED_KEYS = {"knn_k", "one_shot_ways"}
+# Thresholds are operating points, not scores: they stay out of the Hub's eval results.
+THRESHOLD_KEYS = {"threshold_eer", "threshold_best_accuracy"}
+
+
+def render_model_card(config: dict, metrics: dict, command: str, repo_id: str | None = None) -> str:
+    """README.md for a model: YAML metadata the Hub reads, then the card body in Markdown."""
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        raise TypeError(f"config and metrics must be dicts, got {type(config).__name__}, {type(metrics).__name__}")
+    task = metrics.get("task") or _task_from_config(config)
+    dataset = metrics.get("dataset") or {}
+    test = {key: value for key, value in (metrics.get("test") or {}).items() if _is_number(value)}
+    model_name = (repo_id or "").split("/")[-1] or f"siamese-{config.get('architecture', 'embedding')}-{task}"
+
+    data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license="mit",
+        tags=BASE_TAGS + TASK_TAGS.get(task, []),
+        datasets=[MNIST_HUB_DATASET] if task == "digits" else None,
+        pipeline_tag="image-feature-extraction",
+        model_name=model_name,
+        eval_results=_eval_results(task, dataset, test) or None,
+    )
+    sections = [
+        _title_section(model_name, config, task),
+        _data_section(task, dataset),
+        _results_section(test, dataset),
+        _calibration_section(config),
+        _training_section(metrics.get("training") or {}, command),
+        _history_section(metrics.get("history") or []),
+        _usage_section(config, repo_id),
+        _limitations_section(task, config),
+    ]
+    body = "\n\n".join(section for section in sections if section)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n"))
+
+
+def _task_from_config(config: dict) -> str:
+    kind = (config.get("preprocessing") or {}).get("kind")
+    return kind if kind in TASK_TAGS else "folder"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def format_value(key: str, value) -> str:
+    """A metric as the card shows it: fractions as percentages, distances and counts as they are."""
+    is_percentage = TEST_METRICS.get(key, ("", False))[1]
+    if is_percentage:
+        return f"{value * 100:.2f}%"
+    if isinstance(value, numbers.Integral):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def metric_label(key: str, test: dict) -> str:
+    label = TEST_METRICS.get(key, (key.replace("_", " "), False))[0]
+    if key == "knn_accuracy" and "knn_k" in test:
+        label += f" (k = {test['knn_k']})"
+    if key == "one_shot_accuracy" and "one_shot_ways" in test:
+        label += f" ({test['one_shot_ways']}-way)"
+    return label
+
+
+def _eval_results(task: str, dataset: dict, test: dict) -> list[EvalResult]:
+    dataset_name = dataset.get("name") or task
+    dataset_type = {"digits": MNIST_HUB_DATASET, "faces": "att_faces"}.get(task, "imagefolder")
+    return [
+        EvalResult(
+            task_type="image-feature-extraction",
+            task_name="Image similarity",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split="test",
+            metric_type=key,
+            metric_name=metric_label(key, test),
+            metric_value=value,
+        )
+        for key, value in test.items()
+        if key in TEST_METRICS and key not in THRESHOLD_KEYS
+    ]
+
+
+def _title_section(model_name: str, config: dict, task: str) -> str:
+    height, width = (config.get("image_size") or [None, None])[:2]
+    channels = config.get("in_channels", 1)
+    image = f"{height}x{width} {'grayscale' if channels == 1 else f'{channels}-channel'} image"
+    normalized = ", scaled to unit length" if config.get("normalize") else ""
+    purpose = {
+        "digits": "Images of the same digit land close together, different digits far apart.",
+        "faces": (
+            "Photos of the same person land close together and photos of different people far apart, "
+            "so comparing a distance with a threshold answers 'same person?' (face verification), "
+            "also for people never seen during training."
+        ),
+    }.get(task, "Images of the same class land close together, images of different classes far apart.")
+    return (
+        f"# {model_name}\n\n"
+        f"A Siamese embedding network (`{config.get('architecture')}` architecture) that maps a {image} to a "
+        f"{config.get('embedding_dim')}-dimensional embedding{normalized}. Two images are compared by the "
+        f"Euclidean distance between their embeddings: the smaller the distance, the more similar the images. "
+        f"{purpose}"
+    )
+
+
+def _data_section(task: str, dataset: dict) -> str:
+    if not dataset:
+        return ""
+    lines = ["## Data", ""]
+    if "name" in dataset:
+        source = f" ({dataset['source']})" if dataset.get("source") else ""
+        lines.append(f"- Data set: {dataset['name']}{source}")
+    if "train_size" in dataset:
+        lines.append(f"- Training images: {dataset['train_size']:,}")
+    if "test_size" in dataset:
+        lines.append(f"- Test images: {dataset['test_size']:,}")
+    if dataset.get("test"):
+        lines.append(f"- Test split: {dataset['test']}")
+    if dataset.get("test_classes"):
+        who = "Subjects held out for testing, never seen in training" if task == "faces" else "Test classes"
+        lines.append(f"- {who}: {', '.join(str(name) for name in dataset['test_classes'])}")
+    return "\n".join(lines)
+
+
+def _results_section(test: dict, dataset: dict) -> str:
+    keys = [key for key in TEST_METRICS if key in test]
+    keys += [key for key in test if key not in TEST_METRICS and key not in FOLDED_KEYS]
+    if not keys:
+        return ""
+    where = f" on {dataset['test']}" if dataset.get("test") else " on the held-out test set"
+    rows = [f"| {metric_label(key, test)} | {format_value(key, test[key])} |" for key in keys]
+    return "\n".join([f"## Results\n\nMeasured after training{where}:\n", "| Metric | Value |", "|---|---|", *rows])
+
+
+def _calibration_section(config: dict) -> str:
+    calibration = config.get("calibration") or {}
+    threshold = calibration.get("threshold")
+    if not _is_number(threshold):
+        return ""
+    distance = calibration.get("distance", "euclidean")
+    measured_on = calibration.get("measured_on", "the held-out test pairs")
+    text = (
+        f"## Verification threshold\n\n"
+        f"Two images are judged to show the same class when their {distance} distance is below "
+        f"**{threshold:.4g}** (stored as `calibration.threshold` in `config.json`, measured on {measured_on})."
+    )
+    if _is_number(calibration.get("threshold_eer")):
+        text += f" The threshold at the equal error rate is {calibration['threshold_eer']:.4g}."
+    return text
+
+
+def _training_section(training: dict, command: str) -> str:
+    facts = []
+    if "epochs" in training:
+        facts.append(f"{training['epochs']} epochs")
+    if _is_number(training.get("seconds")):
+        facts.append(f"{training['seconds']:.1f} s")
+    if training.get("device"):
+        facts.append(f"on {training['device']}")
+    if training.get("precision"):
+        facts.append(f"in {training['precision']}")
+    summary = f"Trained for {', '.join(facts)}. " if facts else ""
+    return f"## Training\n\n{summary}The exact command that produced these weights:\n\n```bash\n{command}\n```"
+
+
+def _history_section(history: list[dict]) -> str:
+    rows = [record for record in history if isinstance(record, dict)]
+    columns = [key for key in ("epoch", "loss", "knn_accuracy", "roc_auc", "eer") if any(key in r for r in rows)]
+    if len(columns) < 2:
+        return ""
+    lines = ["## Training history", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for record in rows:
+        cells = [format_value(key, record[key]) if _is_number(record.get(key)) else "" for key in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _usage_section(config: dict, repo_id: str | None) -> str:
+    name = repo_id or "path/to/model-folder"
+    channels = config.get("in_channels", 1)
+    height, width = (config.get("image_size") or ["H", "W"])[:2]
+    verdict = ""
+    if _is_number((config.get("calibration") or {}).get("threshold")):
+        verdict = 'same = distance < model.calibration["threshold"]\n'
+    return (
+        "## How to use\n\n"
+        "With this project's `siamese` package installed:\n\n"
+        "```python\n"
+        "import torch\n"
+        "from siamese.data import to_float\n"
+        "from siamese.hub import load_model\n\n"
+        f'model = load_model("{name}")  # strict, safetensors only, in eval mode\n'
+        f"images = ...  # uint8 tensor (B, {channels}, {height}, {width})\n"
+        "with torch.inference_mode():\n"
+        "    embeddings = model(to_float(images, model.preprocessing))  # (B, D)\n"
+        "distance = torch.dist(embeddings[0], embeddings[1])\n"
+        f"{verdict}"
+        "```\n\n"
+        "`config.json` records the preprocessing (`preprocessing`), the calibrated threshold (`calibration`) "
+        "and what the weights were trained on (`training`); `metrics.json` holds every measured figure."
+    )
+
+
+def _limitations_section(task: str, config: dict) -> str:
+    points = [
+        "Intended for image similarity search and same/different verification on images like the training "
+        "data, for research and teaching.",
+        "The verification threshold was calibrated on the test data stated above; on other data, measure "
+        "and set a new threshold before trusting the verdicts.",
+        "The figures above come from one training run on one held-out split; expect them to vary with the "
+        "seed and to drop on images unlike the training data.",
+    ]
+    if task == "digits":
+        points.append(
+            "MNIST-style input is expected: a single centred handwritten digit, light on a dark background, "
+            "28x28 grayscale. Photos of digits need the same preprocessing first."
+        )
+    if task == "faces":
+        points.append(
+            "Trained on a small set of frontal grayscale face photos taken under controlled conditions; it is "
+            "a teaching model, not a face recognition system. Do not use it to identify or track real people "
+            "without their consent, or for decisions about people; accuracy differs across groups of people "
+            "and conditions it was never measured on."
+        )
+    if task == "folder":
+        points.append("Only the classes and kind of images in the training folders were measured.")
+    preprocessing = config.get("preprocessing") or {}
+    if preprocessing:
+        points.append(
+            "Inputs must be preprocessed exactly as `config.json` says (`preprocessing`: "
+            + ", ".join(f"{key} = {value}" for key, value in preprocessing.items())
+            + ")."
+        )
+    return "## Intended use and limitations\n\n" + "\n".join(f"- {point}" for point in points)
