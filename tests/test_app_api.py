@@ -103,7 +103,9 @@ def test_gallery_built_once_then_ranked(client, digit_paths):
 def test_example_gallery_and_rank(client, digit_paths):
     status, preview = client.predict("mnist", "digits", 2, api_name="/load_example_gallery")
     assert "20** images" in status and "10** labels" in status
-    verdict, table, _ = client.predict("mnist", None, gradio_client.handle_file(digit_paths[2]), 3, api_name="/rank_query")
+    verdict, table, _ = client.predict(
+        "mnist", None, gradio_client.handle_file(digit_paths[2]), 3, api_name="/rank_query"
+    )
     assert len(table["data"]) == 3
 
 
