@@ -490,7 +490,7 @@ def distance_figure(calibration: dict | None, distance: float):
     """Genuine and impostor distance densities from the calibration, with this pair's distance marked."""
     import plotly.graph_objects as go
 
-    figure = go.Figure()
+    bars = []
     histogram = (calibration or {}).get("distance_histogram") or {}
     edges = np.asarray(histogram.get("edges") or [], dtype=float)
     if len(edges) >= 2:
@@ -499,20 +499,41 @@ def distance_figure(calibration: dict | None, distance: float):
         for key, name, colour in (("genuine", "same class", "#2a9d8f"), ("impostor", "different class", "#e76f51")):
             values = histogram.get(key)
             if values is not None and len(values) == len(centres):
-                figure.add_bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55)
+                bars.append(go.Bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55))
+    # Vertical lines as plain layout shapes: Figure.add_vline costs ~10 ms a call.
+    marks = [(distance, "this pair", "black", "solid", 3)]
     threshold = (calibration or {}).get("threshold")
     if threshold:
-        figure.add_vline(x=threshold, line_dash="dash", line_color="grey", annotation_text="threshold")
-    figure.add_vline(x=distance, line_width=3, line_color="black", annotation_text="this pair")
-    figure.update_layout(
-        barmode="overlay",
-        xaxis_title="distance between embeddings",
-        yaxis_title="density (held-out pairs)",
-        height=320,
-        margin={"l": 40, "r": 10, "t": 30, "b": 40},
-        legend={"orientation": "h", "y": 1.12},
+        marks.append((threshold, "threshold", "grey", "dash", 2))
+    shapes = [
+        {
+            "type": "line",
+            "x0": x,
+            "x1": x,
+            "y0": 0,
+            "y1": 1,
+            "yref": "paper",
+            "line": {"color": c, "dash": d, "width": w},
+        }
+        for x, _, c, d, w in marks
+    ]
+    annotations = [
+        {"x": x, "y": 1, "yref": "paper", "text": text, "showarrow": False, "xanchor": "left", "yanchor": "bottom"}
+        for x, text, *_ in marks
+    ]
+    return go.Figure(
+        data=bars,
+        layout={
+            "barmode": "overlay",
+            "shapes": shapes,
+            "annotations": annotations,
+            "xaxis": {"title": {"text": "distance between embeddings"}},
+            "yaxis": {"title": {"text": "density (held-out pairs)"}},
+            "height": 320,
+            "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+            "legend": {"orientation": "h", "y": 1.15},
+        },
     )
-    return figure
 
 
 # ----- layout -----
