@@ -501,10 +501,12 @@ def distance_figure(calibration: dict | None, distance: float):
             if values is not None and len(values) == len(centres):
                 bars.append(go.Bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55))
     # Vertical lines as plain layout shapes: Figure.add_vline costs ~10 ms a call.
-    marks = [(distance, "this pair", "black", "solid", 3)]
     threshold = (calibration or {}).get("threshold")
+    pair_side = "left" if not threshold or threshold <= distance else "right"
+    marks = [(distance, "this pair", "black", "solid", 3, pair_side)]
     if threshold:
-        marks.append((threshold, "threshold", "grey", "dash", 2))
+        # The two labels lean away from each other, so they do not overlap when the lines are close.
+        marks.append((threshold, "threshold", "grey", "dash", 2, "right" if pair_side == "left" else "left"))
     shapes = [
         {
             "type": "line",
@@ -515,11 +517,11 @@ def distance_figure(calibration: dict | None, distance: float):
             "yref": "paper",
             "line": {"color": c, "dash": d, "width": w},
         }
-        for x, _, c, d, w in marks
+        for x, _, c, d, w, _ in marks
     ]
     annotations = [
-        {"x": x, "y": 1, "yref": "paper", "text": text, "showarrow": False, "xanchor": "left", "yanchor": "bottom"}
-        for x, text, *_ in marks
+        {"x": x, "y": 1, "yref": "paper", "text": f" {text} ", "showarrow": False, "xanchor": side, "yanchor": "bottom"}
+        for x, text, *_, side in marks
     ]
     return go.Figure(
         data=bars,
@@ -530,8 +532,8 @@ def distance_figure(calibration: dict | None, distance: float):
             "xaxis": {"title": {"text": "distance between embeddings"}},
             "yaxis": {"title": {"text": "density (held-out pairs)"}},
             "height": 320,
-            "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
-            "legend": {"orientation": "h", "y": 1.15},
+            "margin": {"l": 40, "r": 10, "t": 56, "b": 40},  # room for the plot label above the line labels
+            "legend": {"orientation": "h", "y": -0.25},
         },
     )
 
