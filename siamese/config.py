@@ -92,7 +92,7 @@ PRESETS: dict[str, dict] = {
         "margin": 2.0,
         "sampler": "pairs",
         "batch_size": 64,
-        "pairs_per_epoch": 2000,
+        "pairs_per_epoch": 0,
         "epochs": 100,
         "optimizer": "adam",
         "lr": 5e-4,
@@ -151,7 +151,7 @@ class TrainConfig:
     batch_size: int = 32
     classes_per_batch: int = 10
     samples_per_class: int = 8
-    pairs_per_epoch: int = 2000
+    pairs_per_epoch: int = 0
     epochs: int = 5
     optimizer: str = "adam"
     lr: float = 1e-3

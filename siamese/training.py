@@ -103,7 +103,9 @@ def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
     if config.sampler == "balanced":
         return max(1, train_size // (config.classes_per_batch * config.samples_per_class))
     if config.sampler == "pairs":
-        return max(1, math.ceil(2 * config.pairs_per_epoch / config.batch_size))
+        # 0 pairs per epoch means one pair per training image, as the faces article's data set does.
+        pairs = config.pairs_per_epoch or train_size
+        return max(1, math.ceil(2 * pairs / config.batch_size))
     raise ValueError(f"sampler must be shuffle, balanced or pairs, got {config.sampler!r}")
 
 
