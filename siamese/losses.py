@@ -139,7 +139,33 @@ class PairwiseFromBatch(nn.Module):
         return self.pair_loss(first, second, different)
 
 
-LOSSES = ("contrastive", "triplet", "pair")
+class CosFaceLoss(nn.Module):
+    """Large-margin cosine loss (Wang et al., 2018) with one learned proxy per training class.
+
+    logits = scale * (cos(embedding, proxy_c) - margin * [c is the label]), then cross-entropy.
+    Only the embedding network is kept after training; the proxies live in the loss. Works best
+    with unit-length embeddings (`normalize=True`) and generalises to unseen classes because it
+    asks for an angular margin between every class, not just within each batch.
+    """
+
+    def __init__(self, embedding_dim: int, class_count: int, margin: float = 0.35, scale: float = 30.0):
+        super().__init__()
+        if class_count < 2:
+            raise ValueError(f"CosFace needs at least 2 classes, got {class_count}")
+        self.proxies = nn.Parameter(torch.randn(class_count, embedding_dim) / embedding_dim**0.5)  # (C, D)
+        self.margin = margin
+        self.scale = scale
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_batch(embeddings, labels)
+        if int(labels.max()) >= self.proxies.shape[0] or int(labels.min()) < 0:
+            raise ValueError(f"labels must lie in [0, {self.proxies.shape[0]}), got {labels.min()}..{labels.max()}")
+        cosine = nn.functional.normalize(embeddings.float(), dim=1) @ nn.functional.normalize(self.proxies, dim=1).T
+        margins = nn.functional.one_hot(labels, self.proxies.shape[0]).float() * self.margin  # (B, C)
+        return nn.functional.cross_entropy(self.scale * (cosine - margins), labels)
+
+
+LOSSES = ("contrastive", "triplet", "pair", "cosface")
 
 
 def build_loss(name: str, margin: float, embedding_dim: int | None = None, class_count: int | None = None) -> nn.Module:
@@ -153,4 +179,8 @@ def build_loss(name: str, margin: float, embedding_dim: int | None = None, class
         return TripletLoss(margin=margin)
     if name == "pair":
         return PairwiseFromBatch(margin=margin)
+    if name == "cosface":
+        if embedding_dim is None or class_count is None:
+            raise ValueError("the cosface loss needs embedding_dim and class_count")
+        return CosFaceLoss(embedding_dim, class_count, margin=margin)
     raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")

@@ -13,14 +13,20 @@ TASKS = {"mnist": "digits", "digits": "digits", "att_faces": "faces", "folder": 
 
 
 def calibrate(result: TrainResult) -> None:
-    """Store the thresholds measured on the held-out set in the model's config, for the app's verdict."""
+    """Store the thresholds measured on the held-out set in the model's config, for the app's verdict.
+
+    The verdict uses the equal-error-rate threshold: it balances false accepts and false rejects,
+    whereas the best-accuracy threshold leans towards "different" because most pairs of a test
+    set are impostor pairs.
+    """
     test = result.metrics
     if "threshold_best_accuracy" not in test:
         return
     result.model.calibration = {
         "distance": "euclidean",
-        "threshold": float(test["threshold_best_accuracy"]),
+        "threshold": float(test["threshold_eer"]),
         "threshold_eer": float(test["threshold_eer"]),
+        "threshold_best_accuracy": float(test["threshold_best_accuracy"]),
         "best_accuracy": float(test["best_accuracy"]),
         "eer": float(test["eer"]),
         "measured_on": "held-out test pairs",

@@ -8,7 +8,15 @@ import math
 import pytest
 import torch
 
-from siamese.losses import ContrastiveLoss, PairContrastiveLoss, PairwiseFromBatch, TripletLoss, build_loss, pair_masks
+from siamese.losses import (
+    ContrastiveLoss,
+    CosFaceLoss,
+    PairContrastiveLoss,
+    PairwiseFromBatch,
+    TripletLoss,
+    build_loss,
+    pair_masks,
+)
 
 
 def distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -154,3 +162,31 @@ def test_build_loss_names_the_choices():
     assert isinstance(build_loss("triplet", 0.3), TripletLoss)
     with pytest.raises(ValueError, match="contrastive"):
         build_loss("arcface", 1.0)
+
+
+def test_cosface_matches_a_per_sample_loop():
+    torch.manual_seed(5)
+    loss = CosFaceLoss(embedding_dim=4, class_count=3, margin=0.3, scale=10.0)
+    embeddings = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 2, 1, 0])
+    proxies = loss.proxies.detach().double()
+    total = 0.0
+    for embedding, label in zip(embeddings, labels.tolist(), strict=True):
+        logits = []
+        for c, proxy in enumerate(proxies):
+            cosine = float(embedding @ proxy / (embedding.norm() * proxy.norm()))
+            logits.append(10.0 * (cosine - (0.3 if c == label else 0.0)))
+        top = max(logits)
+        log_sum = top + math.log(sum(math.exp(value - top) for value in logits))
+        total += log_sum - logits[label]
+    assert float(loss(embeddings, labels)) == pytest.approx(total / 6, rel=1e-5)
+
+
+def test_cosface_learns_its_proxies_and_checks_labels():
+    loss = CosFaceLoss(embedding_dim=4, class_count=3)
+    embeddings = torch.randn(4, 4, requires_grad=True)
+    value = loss(embeddings, torch.tensor([0, 1, 2, 0]))
+    value.backward()
+    assert torch.isfinite(value) and loss.proxies.grad is not None and embeddings.grad is not None
+    with pytest.raises(ValueError, match="labels must lie in"):
+        loss(embeddings, torch.tensor([0, 1, 3, 0]))
