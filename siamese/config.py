@@ -145,6 +145,7 @@ class TrainConfig:
     widths: list[int] | None = None
     dropout: float = 0.0
     normalize: bool = False
+    pooling: str = "avg"
     loss: str = "contrastive"
     margin: float = 1.0
     sampler: str = "shuffle"

@@ -73,14 +73,19 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def convnet_backbone(in_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
-    """Our default: per stage two 3x3 conv/BN/ReLU blocks then a 2x2 max-pool; global average pool."""
+def convnet_backbone(in_channels: int, widths: tuple[int, ...], pooling: str = "avg") -> nn.Sequential:
+    """Our default: per stage two 3x3 conv/BN/ReLU blocks then a 2x2 max-pool.
+
+    `pooling="avg"` ends in a global average pool (position-free, for digits); "flatten" keeps the
+    final feature map's layout, which matters for aligned images such as faces.
+    """
     layers: list[nn.Module] = []
     channels = in_channels
     for width in widths:
         layers += [conv_block(channels, width), conv_block(width, width), nn.MaxPool2d(2)]
         channels = width
-    layers.append(nn.AdaptiveAvgPool2d(1))
+    if pooling == "avg":
+        layers.append(nn.AdaptiveAvgPool2d(1))
     return nn.Sequential(*layers)
 
 
@@ -113,6 +118,7 @@ class EmbeddingNet(
         widths: tuple[int, ...] | list[int] = (32, 64, 128),
         dropout: float = 0.0,
         normalize: bool = False,
+        pooling: str = "avg",
         preprocessing: dict | None = None,
         calibration: dict | None = None,
         training: dict | None = None,
@@ -129,6 +135,9 @@ class EmbeddingNet(
         self.widths = tuple(int(width) for width in widths)
         self.dropout = float(dropout)
         self.normalize = bool(normalize)
+        if pooling not in ("avg", "flatten"):
+            raise ValueError(f"pooling must be avg or flatten, got {pooling!r}")
+        self.pooling = pooling
         self.preprocessing = dict(preprocessing or {})
         self.calibration = dict(calibration or {})
         self.training_info = dict(training or {})
@@ -138,7 +147,7 @@ class EmbeddingNet(
         elif architecture == "article":
             self.backbone = article_backbone(self.in_channels, self.dropout)
         else:
-            self.backbone = convnet_backbone(self.in_channels, self.widths)
+            self.backbone = convnet_backbone(self.in_channels, self.widths, self.pooling)
         flat_features = self._flat_features()
         if architecture == "tutorial":
             self.neck = tutorial_neck(flat_features, self.embedding_dim)
@@ -175,6 +184,7 @@ class EmbeddingNet(
             "widths": list(self.widths),
             "dropout": self.dropout,
             "normalize": self.normalize,
+            "pooling": self.pooling,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
             "training": self.training_info,

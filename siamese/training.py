@@ -80,6 +80,7 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
         widths=tuple(config.widths or (32, 64, 128)),
         dropout=config.dropout,
         normalize=config.normalize,
+        pooling=config.pooling,
         preprocessing=splits.preprocessing,
         training={"dataset": splits.description, "preset": config.preset},
     )
