@@ -1,0 +1,63 @@
+"""train.py end to end on a tiny image folder written by the test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+import train
+from siamese.hub import load_model
+
+
+def write_classes(root, classes: int = 6, per_class: int = 4):
+    rng = np.random.default_rng(0)
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 50, (30, 26)).astype(np.uint8)
+            pixels[3 * label : 3 * label + 4, :] = 255  # each class a bar at its own height
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
+
+
+def test_folder_training_writes_a_complete_model_folder(tmp_path, capsys):
+    data = write_classes(tmp_path / "data")
+    out = tmp_path / "model"
+    code = train.main(
+        [
+            "--dataset", "folder", "--data-root", str(data), "--test-classes", "class_4", "class_5",
+            "--image-size", "24", "20", "--widths", "8", "16", "--embedding-dim", "8",
+            "--classes-per-batch", "4", "--samples-per-class", "2", "--epochs", "2",
+            "--precision", "fp32", "--progress", "false", "--one-shot-draws", "5", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert {"config.json", "model.safetensors", "metrics.json", "README.md", "history.json", "history.png"} <= {
+        path.name for path in out.iterdir()
+    }
+    assert not (out / "checkpoint.pt").exists()
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["calibration"]["threshold"] == metrics["test"]["threshold_eer"] > 0
+    assert config["preprocessing"]["size"] == [24, 20] and config["preprocessing"]["kind"] == "folder"
+    assert metrics["dataset"]["test_classes"] == ["class_4", "class_5"]
+    assert metrics["test"]["one_shot_ways"] == 2
+    model = load_model(str(out))
+    assert model.calibration["threshold"] == config["calibration"]["threshold"]
+    printed = capsys.readouterr().out
+    assert "test roc_auc" in printed and "Model folder written" in printed
+
+
+def test_unusable_data_stops_before_training(tmp_path, capsys):
+    data = write_classes(tmp_path / "data", classes=1)
+    assert train.main(["--dataset", "folder", "--data-root", str(data), "--out", str(tmp_path / "m")]) == 2
+    assert "single class" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_push_only_needs_a_repo(capsys):
+    assert train.main(["--push-only", "somewhere"]) == 2
+    assert "--push-to-hub" in capsys.readouterr().err
