@@ -181,6 +181,8 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
         metrics.update(
             retrieval_metrics(model, splits.train, splits.test, splits.preprocessing, config.knn_k, precision)
         )
+        if not final:
+            return metrics  # kNN is the per-epoch figure here; pair metrics only at the end
     test_embeddings = embed(model, splits.test.images, splits.preprocessing, precision=precision)  # (Q, D)
     test_labels = splits.test.labels.cpu()
     ways = min(10, len(torch.unique(test_labels)))
