@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return push(arguments.push_only, arguments.push_to_hub, arguments.private)
 
-    from siamese.precision import pick_device
     from siamese.reporting import save_run
     from siamese.training import load_splits, train
 
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     result = train(config, splits)
-    out = save_run(result, config, splits.description, command, str(pick_device(config.device)))
+    out = save_run(result, config, splits.description, command, result.device)
     print(f"Model folder written to {out}")
     for key, value in result.metrics.items():
         if isinstance(value, float):

@@ -46,6 +46,7 @@ def run_metrics(result: TrainResult, config: TrainConfig, description: dict, com
             "epochs": config.epochs,
             "seconds": result.history[-1]["train_seconds"] if result.history else 0.0,
             "device": device,
+            "precision": result.precision,
             "command": command,
             "config": config.to_dict(),
         },

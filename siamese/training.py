@@ -42,6 +42,8 @@ class TrainResult:
     metrics: dict
     history: list[dict] = field(default_factory=list)
     out: Path | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
 
 
 def load_splits(config: TrainConfig) -> Splits:
@@ -297,7 +299,9 @@ def train(
     model.eval()
     finished = bool(history) and history[-1]["epoch"] == config.epochs
     metrics = evaluate(model, splits, config, precision, final=True) if finished and final_evaluation else {}
-    return TrainResult(model=model.cpu(), metrics=metrics, history=history, out=out)
+    return TrainResult(
+        model=model.cpu(), metrics=metrics, history=history, out=out, device=str(device), precision=precision
+    )
 
 
 def _short_metrics(metrics: dict) -> dict:
