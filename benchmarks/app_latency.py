@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))  # run as a script from anywhere
 TARGETS = {
     "start-up (python app.py -> serving)": 10.0,
     "pair comparison (HTTP API)": 0.030,
