@@ -127,6 +127,7 @@ def load_folder_splits(
     seed: int = 0,
     skip_unreadable: bool = False,
     name: str = "folder",
+    split_note: str | None = None,
 ) -> Splits:
     """A class folder split into training classes and unseen test classes, with a description."""
     image_set = load_image_folder(root, preprocessing, skip_unreadable=skip_unreadable)
@@ -140,7 +141,10 @@ def load_folder_splits(
         "train_classes": len(train.class_names),
         "test_classes": sorted(test.class_names),
         "test": "whole classes never seen in training"
-        + (" (named by --test-classes)" if test_classes else f" (a seeded draw of {test_fraction:.0%}, seed {seed})"),
+        + (
+            split_note
+            or (" (named by --test-classes)" if test_classes else f" (a seeded {test_fraction:.0%} draw, seed {seed})")
+        ),
     }
     return Splits(train, test, dict(preprocessing), description)
 
@@ -149,4 +153,7 @@ def load_att_faces(
     root: str | Path, preprocessing: dict | None = None, test_classes: list[str] | tuple[str, ...] = ATT_TEST_CLASSES
 ) -> Splits:
     """The AT&T faces (s1..s40): by default s31 to s40 are held out as unseen subjects."""
-    return load_folder_splits(root, preprocessing or dict(FACES_PREPROCESSING), list(test_classes), name="att_faces")
+    note = " (the default: subjects s31 to s40)" if tuple(test_classes) == ATT_TEST_CLASSES else None
+    return load_folder_splits(
+        root, preprocessing or dict(FACES_PREPROCESSING), list(test_classes), name="att_faces", split_note=note
+    )
