@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import html
 import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -745,6 +746,20 @@ def launch_options(host: str | None = None, port: int | None = None, share: bool
         "allowed_paths": [str(example_data.cache_dir())],
         "show_error": True,
     }
+
+
+def serve_in_background(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Queue and launch `demo` without blocking (tests, benchmarks, screenshots); returns its URL."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(host, port or free_port()))
+    return url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

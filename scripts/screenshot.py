@@ -5,7 +5,6 @@ python scripts/screenshot.py            # needs Debian's chromium and the playwr
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -15,12 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def draw(page, sketch_id: str, strokes: list[list[tuple[float, float]]]) -> None:
@@ -40,8 +33,7 @@ def draw(page, sketch_id: str, strokes: list[list[tuple[float, float]]]) -> None
 def main(out: Path = ROOT / "docs" / "screenshot.png") -> None:
     specs = [app.ModelSpec(name, str(folder)) for name, folder in app.BUNDLED_MODELS.items() if folder.is_dir()]
     demo = app.build_demo(specs)
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT, max_size=app.QUEUE_SIZE)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options("127.0.0.1", free_port()))
+    url = app.serve_in_background(demo)
     seven = [[(0.3, 0.25), (0.7, 0.25), (0.45, 0.8)]]
     other_seven = [[(0.35, 0.3), (0.68, 0.28), (0.5, 0.78)], [(0.45, 0.52), (0.62, 0.52)]]
     try:

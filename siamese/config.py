@@ -64,24 +64,6 @@ PRESETS: dict[str, dict] = {
         "schedule": "onecycle",
         "augment": "digits",
     },
-    # The best digits embeddings within ten CPU minutes: wider, longer, batch-hard triplets.
-    "best": {
-        "architecture": "convnet",
-        "widths": [32, 64, 128],
-        "embedding_dim": 64,
-        "normalize": True,
-        "loss": "contrastive",
-        "margin": 0.5,
-        "sampler": "balanced",
-        "classes_per_batch": 10,
-        "samples_per_class": 16,
-        "epochs": 60,
-        "optimizer": "adamw",
-        "lr": 3e-3,
-        "weight_decay": 1e-4,
-        "schedule": "onecycle",
-        "augment": "digits",
-    },
     # The one-shot faces article: its small reflection-padded net on 100x100, balanced pairs, margin 2.
     "article": {
         "architecture": "article",
@@ -121,6 +103,9 @@ PRESETS: dict[str, dict] = {
         "augment": "faces",
     },
 }
+
+# The best digits embeddings within ten CPU minutes: the fast recipe, trained five times longer.
+PRESETS["best"] = {**PRESETS["fast"], "epochs": 60}
 
 DEFAULT_PRESET = {"mnist": "mnist", "digits": "mnist", "att_faces": "faces", "folder": "faces"}
 

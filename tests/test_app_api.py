@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,21 +18,12 @@ pytestmark = pytest.mark.slow
 ENDPOINTS = {"/model_info", "/compare_pair", "/build_gallery", "/load_example_gallery", "/rank_query", "/embedding_map"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     specs = [app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits")))]
     demo = app.build_demo(specs)
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT, max_size=app.QUEUE_SIZE)
-    options = app.launch_options(host="127.0.0.1", port=free_port())
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    yield url
+    yield app.serve_in_background(demo)
     demo.close()
 
 

@@ -8,7 +8,6 @@ Playwright's own browser download is not used.
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +31,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT_MS = 60_000
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     demo = app.build_demo([app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits")))])
-    demo.queue(default_concurrency_limit=app.CONCURRENCY_LIMIT, max_size=app.QUEUE_SIZE)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options("127.0.0.1", free_port()))
-    yield url
+    yield app.serve_in_background(demo)
     demo.close()
 
 
