@@ -177,7 +177,9 @@ class SimilarityApp:
         dataset = metrics.get("dataset") or model.training_info.get("dataset") or {}
         lines = [f"**{model_name}** — `{spec.source}`" + (f" @ `{spec.revision}`" if spec.revision else "")]
         lines.append(
-            f"- Network: {model.architecture}, {model.embedding_dim}-d embeddings, input "
+            f"- Network: {model.architecture}, {model.embedding_dim}-d embeddings"
+            + (f" (whole image + {model.parts} stripes)" if model.parts else "")
+            + ", input "
             f"{model.in_channels}x{model.image_size[0]}x{model.image_size[1]} ({model.preprocessing.get('kind', '?')})"
         )
         if dataset:

@@ -26,6 +26,8 @@ HELP = {
     "image_size": "input height and width for faces and folders",
     "grayscale": "read folder images as grey (true) or colour (false)",
     "preset": f"recipe to start from: {', '.join(PRESETS)} (default: tutorial for digits, faces for images)",
+    "parts": "convnet only: also embed this many horizontal stripes of the feature map, each with its own loss "
+    "(0 = one whole-image embedding)",
     "loss": "contrastive (all pairs of a batch), triplet (batch-hard) or pair (the article's pairwise loss)",
     "sampler": "shuffle (plain batches), balanced (P classes x K images) or pairs (half same, half different)",
     "device": "auto picks cuda, then mps, then cpu",

@@ -83,11 +83,14 @@ PRESETS: dict[str, dict] = {
         "augment": "none",
     },
     # Our default for faces and image folders: a BN conv net with unit-length embeddings trained
-    # with a large-margin cosine loss (CosFace) on class-balanced, augmented batches.
+    # with a large-margin cosine loss (CosFace) on class-balanced, augmented batches. The embedding
+    # is part-based (the whole face plus 4 horizontal stripes, 32 dimensions each): on the four
+    # 10-subject AT&T folds it lifted one-shot accuracy and cut the EER over one 64-d embedding.
     "faces": {
         "architecture": "convnet",
         "widths": [32, 64, 128],
-        "embedding_dim": 64,
+        "embedding_dim": 160,
+        "parts": 4,
         "image_size": [56, 46],
         "normalize": True,
         "loss": "cosface",
@@ -131,6 +134,7 @@ class TrainConfig:
     dropout: float = 0.0
     normalize: bool = False
     pooling: str = "avg"
+    parts: int = 0
     loss: str = "contrastive"
     margin: float = 1.0
     sampler: str = "shuffle"
@@ -176,4 +180,12 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     values = {**PRESETS[preset], **given, "preset": preset}
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    if config.parts < 0:
+        raise ValueError(f"--parts must be 0 (one whole-image embedding) or more, got {config.parts}")
+    if config.parts and config.embedding_dim % (config.parts + 1):
+        raise ValueError(
+            f"--embedding-dim {config.embedding_dim} must split into --parts + 1 = {config.parts + 1} equal chunks "
+            f"(one for the whole image, one per stripe); pick a multiple of {config.parts + 1} or --parts 0"
+        )
+    return config

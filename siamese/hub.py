@@ -47,6 +47,8 @@ CONFIG_KEYS = (
     "widths",
     "dropout",
     "normalize",
+    "pooling",
+    "parts",
     "preprocessing",
     "calibration",
     "training",

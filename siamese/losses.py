@@ -165,14 +165,48 @@ class CosFaceLoss(nn.Module):
         return nn.functional.cross_entropy(self.scale * (cosine - margins), labels)
 
 
+class PartsLoss(nn.Module):
+    """Applies one loss to each equal chunk of a part-based embedding and averages them.
+
+    The chunks of `siamese.models.PartsNeck` are each scaled to unit length here, so every part
+    loss sees embeddings shaped as it would from a single-part network.
+    """
+
+    def __init__(self, part_losses: list[nn.Module]):
+        super().__init__()
+        if not part_losses:
+            raise ValueError("PartsLoss needs at least one part loss")
+        self.part_losses = nn.ModuleList(part_losses)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        _check_batch(embeddings, labels)
+        count = len(self.part_losses)
+        if embeddings.shape[1] % count:
+            raise ValueError(f"embedding size {embeddings.shape[1]} does not split into {count} equal parts")
+        chunks = embeddings.reshape(embeddings.shape[0], count, -1) * count**0.5  # (B, P, d)
+        return sum(loss(chunks[:, index], labels) for index, loss in enumerate(self.part_losses)) / count
+
+
 LOSSES = ("contrastive", "triplet", "pair", "cosface")
 
 
-def build_loss(name: str, margin: float, embedding_dim: int | None = None, class_count: int | None = None) -> nn.Module:
+def build_loss(
+    name: str,
+    margin: float,
+    embedding_dim: int | None = None,
+    class_count: int | None = None,
+    parts: int = 0,
+) -> nn.Module:
     """The loss a config names; margin is the loss's own margin.
 
-    `embedding_dim` and `class_count` are for losses that learn per-class parameters.
+    `embedding_dim` and `class_count` are for losses that learn per-class parameters. With
+    `parts` > 0 the embedding holds parts + 1 chunks (see `PartsNeck`), each with its own loss.
     """
+    if parts:
+        if embedding_dim is None or embedding_dim % (parts + 1):
+            raise ValueError(f"embedding_dim {embedding_dim} must divide into parts + 1 = {parts + 1} chunks")
+        chunk = embedding_dim // (parts + 1)
+        return PartsLoss([build_loss(name, margin, chunk, class_count) for _ in range(parts + 1)])
     if name == "contrastive":
         return ContrastiveLoss(margin=margin)
     if name == "triplet":

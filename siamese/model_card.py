@@ -117,6 +117,13 @@ def _title_section(model_name: str, config: dict, task: str) -> str:
     channels = config.get("in_channels", 1)
     image = f"{height}x{width} {'grayscale' if channels == 1 else f'{channels}-channel'} image"
     normalized = ", scaled to unit length" if config.get("normalize") else ""
+    parts = int(config.get("parts") or 0)
+    if parts:
+        chunk = int(config.get("embedding_dim", 0)) // (parts + 1)
+        normalized += (
+            f" (one {chunk}-dimensional part for the whole image and one for each of {parts} horizontal stripes, "
+            f"each trained to tell the classes apart on its own)"
+        )
     purpose = {
         "digits": "Images of the same digit land close together, different digits far apart.",
         "faces": (

@@ -93,6 +93,35 @@ def convnet_neck(flat_features: int, embedding_dim: int, dropout: float) -> nn.S
     return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat_features, embedding_dim))
 
 
+class PartsNeck(nn.Module):
+    """One embedding of the whole feature map and one of each of `parts` horizontal stripes.
+
+    The part-based idea of person re-identification (Sun et al., 2018, "PCB"): each stripe of a
+    face (hair, eyes, nose, mouth, chin) must tell the training identities apart on its own, so
+    the network cannot lean on one salient cue such as glasses, and it generalises better to
+    people it never saw. Each chunk is unit length; the concatenation is scaled to unit length.
+    """
+
+    def __init__(self, channels: int, parts: int, embedding_dim: int, dropout: float):
+        super().__init__()
+        chunks = parts + 1
+        if embedding_dim % chunks:
+            raise ValueError(f"embedding_dim ({embedding_dim}) must divide into parts + 1 = {chunks} equal chunks")
+        self.parts = parts
+        self.dropout = nn.Dropout(dropout)
+        # One linear map per chunk, applied together as a batched product.
+        self.weight = nn.Parameter(torch.randn(chunks, channels, embedding_dim // chunks) / channels**0.5)
+        self.bias = nn.Parameter(torch.zeros(chunks, embedding_dim // chunks))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        whole = features.mean(dim=(2, 3)).unsqueeze(2)  # (B, C, 1)
+        stripes = nn.functional.adaptive_avg_pool2d(features, (self.parts, 1)).flatten(2)  # (B, C, P)
+        pooled = self.dropout(torch.cat([whole, stripes], dim=2))  # (B, C, P + 1)
+        chunks = torch.einsum("bcp,pcd->bpd", pooled, self.weight) + self.bias  # (B, P + 1, d)
+        chunks = nn.functional.normalize(chunks.float(), dim=2)  # (B, P + 1, d), each unit length
+        return chunks.flatten(1) / (self.parts + 1) ** 0.5  # (B, D), unit length
+
+
 class EmbeddingNet(
     nn.Module,
     PyTorchModelHubMixin,
@@ -119,6 +148,7 @@ class EmbeddingNet(
         dropout: float = 0.0,
         normalize: bool = False,
         pooling: str = "avg",
+        parts: int = 0,
         preprocessing: dict | None = None,
         calibration: dict | None = None,
         training: dict | None = None,
@@ -138,6 +168,12 @@ class EmbeddingNet(
         if pooling not in ("avg", "flatten"):
             raise ValueError(f"pooling must be avg or flatten, got {pooling!r}")
         self.pooling = pooling
+        self.parts = int(parts)
+        if self.parts < 0 or (self.parts and (architecture != "convnet" or pooling != "avg" or not normalize)):
+            raise ValueError(
+                f"parts ({parts}) needs the convnet architecture with avg pooling and normalize=True, "
+                f"got {architecture}, {pooling}, normalize={normalize}"
+            )
         self.preprocessing = dict(preprocessing or {})
         self.calibration = dict(calibration or {})
         self.training_info = dict(training or {})
@@ -147,12 +183,16 @@ class EmbeddingNet(
         elif architecture == "article":
             self.backbone = article_backbone(self.in_channels, self.dropout)
         else:
-            self.backbone = convnet_backbone(self.in_channels, self.widths, self.pooling)
+            # Part embeddings pool the final feature map themselves, so the backbone keeps it whole.
+            backbone_pooling = "flatten" if self.parts else self.pooling
+            self.backbone = convnet_backbone(self.in_channels, self.widths, backbone_pooling)
         flat_features = self._flat_features()
         if architecture == "tutorial":
             self.neck = tutorial_neck(flat_features, self.embedding_dim)
         elif architecture == "article":
             self.neck = article_neck(flat_features, self.embedding_dim)
+        elif self.parts:
+            self.neck = PartsNeck(self.widths[-1], self.parts, self.embedding_dim, self.dropout)
         else:
             self.neck = convnet_neck(flat_features, self.embedding_dim, self.dropout)
 
@@ -185,6 +225,7 @@ class EmbeddingNet(
             "dropout": self.dropout,
             "normalize": self.normalize,
             "pooling": self.pooling,
+            "parts": self.parts,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
             "training": self.training_info,

@@ -83,6 +83,7 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
         dropout=config.dropout,
         normalize=config.normalize,
         pooling=config.pooling,
+        parts=config.parts,
         preprocessing=splits.preprocessing,
         training={"dataset": splits.description, "preset": config.preset},
     )
@@ -222,7 +223,9 @@ def train(
     # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
     model = model.to(memory_format=torch.channels_last)
     class_count = int(splits.train.labels.max()) + 1
-    loss_function = build_loss(config.loss, config.margin, embedding_dim=config.embedding_dim, class_count=class_count)
+    loss_function = build_loss(
+        config.loss, config.margin, embedding_dim=config.embedding_dim, class_count=class_count, parts=config.parts
+    )
     loss_function = loss_function.to(device)
     optimizer = build_optimizer(config, [model, loss_function])
     total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs

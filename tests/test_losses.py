@@ -13,6 +13,7 @@ from siamese.losses import (
     CosFaceLoss,
     PairContrastiveLoss,
     PairwiseFromBatch,
+    PartsLoss,
     TripletLoss,
     build_loss,
     pair_masks,
@@ -190,3 +191,21 @@ def test_cosface_learns_its_proxies_and_checks_labels():
     assert torch.isfinite(value) and loss.proxies.grad is not None and embeddings.grad is not None
     with pytest.raises(ValueError, match="labels must lie in"):
         loss(embeddings, torch.tensor([0, 1, 3, 0]))
+
+
+def test_parts_loss_is_the_mean_of_each_rescaled_chunks_loss_by_loops():
+    generator = torch.Generator().manual_seed(3)
+    chunks = torch.nn.functional.normalize(torch.randn(8, 3, 4, generator=generator, dtype=torch.float64), dim=2)
+    embeddings = chunks.flatten(1) / 3**0.5  # (8, 12) as PartsNeck lays them out
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+    loss = build_loss("contrastive", 0.7, embedding_dim=12, parts=2)
+    assert isinstance(loss, PartsLoss) and len(loss.part_losses) == 3
+    expected = sum(contrastive_by_loops(chunks[:, index], labels, 0.7) for index in range(3)) / 3
+    assert float(loss(embeddings, labels)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_parts_loss_gives_each_chunk_its_own_learned_proxies():
+    loss = build_loss("cosface", 0.35, embedding_dim=15, class_count=4, parts=4)
+    assert [tuple(part.proxies.shape) for part in loss.part_losses] == [(4, 3)] * 5
+    with pytest.raises(ValueError, match="must divide into parts"):
+        build_loss("cosface", 0.35, embedding_dim=16, class_count=4, parts=4)

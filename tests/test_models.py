@@ -13,6 +13,17 @@ CASES = [
     ({"architecture": "tutorial", "in_channels": 3, "image_size": (40, 36)}, (3, 40, 36)),
     ({"architecture": "article", "image_size": (100, 100), "embedding_dim": 5, "dropout": 0.2}, (1, 100, 100)),
     ({"architecture": "convnet", "widths": (8, 16), "image_size": (56, 46), "normalize": True}, (1, 56, 46)),
+    (
+        {
+            "architecture": "convnet",
+            "widths": (8, 16),
+            "image_size": (56, 46),
+            "normalize": True,
+            "parts": 3,
+            "embedding_dim": 16,
+        },
+        (1, 56, 46),
+    ),
 ]
 
 
@@ -59,3 +70,33 @@ def test_wrong_input_shape_is_a_clear_error():
         model(torch.randn(2, 3, 28, 28))
     with pytest.raises(ValueError, match="architecture must be one of"):
         EmbeddingNet(architecture="resnet9000")
+
+
+def test_part_embeddings_are_unit_chunks_of_the_whole_map_and_each_stripe():
+    torch.manual_seed(0)
+    model = EmbeddingNet(
+        architecture="convnet", widths=(8,), image_size=(24, 20), embedding_dim=12, normalize=True, parts=2
+    ).eval()
+    images = torch.randn(5, 1, 24, 20)
+    with torch.no_grad():
+        embeddings = model(images)  # (5, 12): whole map, top stripe, bottom stripe, 4 each
+        features = model.backbone(images)  # (5, 8, 12, 10)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(5), atol=1e-5)
+    chunks = embeddings.reshape(5, 3, 4) * 3**0.5
+    assert torch.allclose(chunks.norm(dim=2), torch.ones(5, 3), atol=1e-5)
+    # Recompute each chunk by hand: mean over its rows of the feature map, then that chunk's linear map.
+    regions = [features, features[:, :, :6], features[:, :, 6:]]
+    for index, region in enumerate(regions):
+        pooled = region.mean(dim=(2, 3))  # (5, 8)
+        expected = pooled @ model.neck.weight[index] + model.neck.bias[index]  # (5, 4)
+        expected = expected / expected.norm(dim=1, keepdim=True)
+        assert torch.allclose(chunks[:, index], expected, atol=1e-5)
+
+
+def test_part_embeddings_need_a_size_that_splits_and_unit_length():
+    with pytest.raises(ValueError, match="parts \\+ 1 = 4 equal chunks"):
+        EmbeddingNet(architecture="convnet", widths=(8,), embedding_dim=10, normalize=True, parts=3)
+    with pytest.raises(ValueError, match="normalize=True"):
+        EmbeddingNet(architecture="convnet", widths=(8,), embedding_dim=12, normalize=False, parts=3)
+    with pytest.raises(ValueError, match="convnet architecture"):
+        EmbeddingNet(architecture="tutorial", embedding_dim=12, normalize=True, parts=3)

@@ -29,7 +29,7 @@ def test_folder_training_writes_a_complete_model_folder(tmp_path, capsys):
     code = train.main(
         [
             "--dataset", "folder", "--data-root", str(data), "--test-classes", "class_4", "class_5",
-            "--image-size", "24", "20", "--widths", "8", "16", "--embedding-dim", "8",
+            "--image-size", "24", "20", "--widths", "8", "16", "--embedding-dim", "10", "--parts", "4",
             "--classes-per-batch", "4", "--samples-per-class", "2", "--epochs", "2",
             "--precision", "fp32", "--progress", "false", "--one-shot-draws", "5", "--out", str(out),
         ]

@@ -109,3 +109,11 @@ def test_presets_and_explicit_flags():
     assert build_config({"dataset": "att_faces"}).preset == "faces"
     with pytest.raises(ValueError, match="unknown config fields"):
         build_config({"epochz": 3})
+
+
+def test_part_embeddings_need_an_embedding_size_that_splits_evenly():
+    assert build_config({"dataset": "folder", "parts": 4, "embedding_dim": 160}).parts == 4
+    with pytest.raises(ValueError, match="must split into --parts \\+ 1 = 5 equal chunks"):
+        build_config({"dataset": "folder", "parts": 4, "embedding_dim": 64})
+    with pytest.raises(ValueError, match="--parts must be 0"):
+        build_config({"dataset": "folder", "parts": -1})
