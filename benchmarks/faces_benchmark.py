@@ -48,10 +48,10 @@ def run(preset: str, data_root: str, seed: int, test_classes: list[str] | None =
 
 
 def print_rows(rows: list[tuple[str, dict]]) -> None:
-    print(f"  {'pipeline':<28} {'epochs':>6} {'train s':>8} {'ROC AUC':>8} {'EER':>7} {'10-way 1-shot':>14}")
+    print(f"  {'pipeline':<38} {'epochs':>6} {'train s':>8} {'ROC AUC':>8} {'EER':>7} {'10-way 1-shot':>14}")
     for name, figures in rows:
         print(
-            f"  {name:<28} {figures['epochs']:>6} {figures['seconds']:>8.0f} {figures['roc_auc']:>8.4f} "
+            f"  {name:<38} {figures['epochs']:>6.0f} {figures['seconds']:>8.0f} {figures['roc_auc']:>8.4f} "
             f"{figures['eer']:>7.2%} {figures['one_shot_accuracy']:>14.2%}"
         )
 
