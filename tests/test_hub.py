@@ -39,12 +39,13 @@ METRICS = {
 }
 
 
-def tiny_model(seed: int = 0, embedding_dim: int = 8) -> EmbeddingNet:
+def tiny_model(seed: int = 0, embedding_dim: int = 8, **architecture) -> EmbeddingNet:
     """A small convnet whose BatchNorm statistics are not the defaults, so buffers round-trip too."""
     torch.manual_seed(seed)
     model = EmbeddingNet(
         architecture="convnet",
         embedding_dim=embedding_dim,
+        **architecture,
         widths=(8, 16),
         image_size=(28, 28),
         preprocessing=DIGITS_PREPROCESSING,
@@ -88,6 +89,18 @@ def test_save_then_load_gives_identical_embeddings_in_eval_mode(saved, tmp_path)
     assert [path.name for path in tmp_path.iterdir()] == ["model"]  # no temporary folder left
     assert read_metrics(folder) == METRICS
     assert COMMAND in (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "architecture",
+    [{"pooling": "flatten"}, {"parts": 3, "normalize": True}],
+    ids=["flattened-feature-map", "part-embeddings"],
+)
+def test_every_neck_round_trips_through_save_and_load(tmp_path, architecture):
+    model = tiny_model(embedding_dim=8, **architecture)
+    loaded = load_model(save_model(model, tmp_path / "model", METRICS, COMMAND))
+    assert loaded.config_dict() == model.config_dict()
+    assert torch.equal(embeddings_of(loaded), embeddings_of(model))
 
 
 def test_strict_loading_names_shapes_that_differ(saved):
