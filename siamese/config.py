@@ -183,6 +183,12 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     config = TrainConfig(**values)
     if config.parts < 0:
         raise ValueError(f"--parts must be 0 (one whole-image embedding) or more, got {config.parts}")
+    if config.parts and (config.architecture != "convnet" or config.pooling != "avg" or not config.normalize):
+        raise ValueError(
+            f"--parts {config.parts} (part embeddings) needs --architecture convnet, --pooling avg and --normalize "
+            f"true, got {config.architecture}, {config.pooling} and {config.normalize}; add --parts 0 for one "
+            f"whole-image embedding"
+        )
     if config.parts and config.embedding_dim % (config.parts + 1):
         raise ValueError(
             f"--embedding-dim {config.embedding_dim} must split into --parts + 1 = {config.parts + 1} equal chunks "

@@ -117,3 +117,12 @@ def test_part_embeddings_need_an_embedding_size_that_splits_evenly():
         build_config({"dataset": "folder", "parts": 4, "embedding_dim": 64})
     with pytest.raises(ValueError, match="--parts must be 0"):
         build_config({"dataset": "folder", "parts": -1})
+
+
+@pytest.mark.parametrize(
+    "change", [{"architecture": "tutorial"}, {"pooling": "flatten"}, {"normalize": False}], ids=str
+)
+def test_part_embeddings_with_a_network_that_cannot_have_them_is_a_clear_error(change):
+    with pytest.raises(ValueError, match="add --parts 0"):
+        build_config({"dataset": "att_faces", **change})
+    assert build_config({"dataset": "att_faces", "parts": 0, **change}).parts == 0
