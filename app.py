@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from siamese import examples as example_data
+from siamese.calibration import verdict
 from siamese.distances import similarity_from_distance
 from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
 from siamese.gallery import Gallery, Ranking, label_from_filename
@@ -142,8 +143,15 @@ class SimilarityApp:
     # ----- shared helpers -----
 
     def threshold(self, model) -> float | None:
+        """The pair threshold, chosen on validation data (None for an uncalibrated model)."""
         value = model.calibration.get("threshold") if model.calibration else None
         return float(value) if value else None
+
+    def gallery_thresholds(self, model) -> tuple[float | None, float | None]:
+        """The gallery's "no match" distance and caution margin, both chosen on validation galleries."""
+        calibration = model.calibration or {}
+        threshold = calibration.get("gallery_threshold", calibration.get("threshold"))
+        return (float(threshold) if threshold else None), calibration.get("caution_margin")
 
     def prepare(self, model, source, name: str) -> torch.Tensor:
         """One image (path, PIL or array) -> uint8 (C, H, W) in the model's form, or a gr.Error saying why not."""
@@ -164,8 +172,20 @@ class SimilarityApp:
         if kind == "digits":
             return example_data.load_digits(self.mnist_root)
         if kind == "faces":
-            return example_data.load_faces(self.faces_root, self.download_faces if download is None else download)
+            faces = example_data.load_faces(self.faces_root, self.download_faces if download is None else download)
+            return None if faces is None else example_data.restrict_classes(faces, self.unseen_face_classes())
         return None
+
+    def unseen_face_classes(self) -> list[str] | None:
+        """The people every loaded face model held out as test subjects: examples show only them."""
+        held_out = None
+        for model in self.registry.models.values():
+            if model.preprocessing.get("kind") != "faces":
+                continue
+            dataset = model.training_info.get("dataset") or {}
+            test_classes = set(dataset.get("test_classes") or [])
+            held_out = test_classes if held_out is None else held_out & test_classes
+        return sorted(held_out) if held_out else None
 
     # ----- model picker -----
 
@@ -191,12 +211,16 @@ class SimilarityApp:
             lines.append(f"- Test figures: {figures}")
         threshold = self.threshold(model)
         if threshold is not None:
-            extra = model.calibration.get("threshold_eer")
             lines.append(
-                f"- Verdict threshold: distance ≤ {threshold:.4g} means *same*"
-                + (f" (equal-error threshold {extra:.4g})" if extra else "")
-                + f"; measured on {model.calibration.get('measured_on', 'held-out pairs')}"
+                f"- Verdict threshold: distance ≤ {threshold:.4g} means *same* (the validation equal-error point), "
+                f"chosen on {model.calibration.get('measured_on', 'held-out pairs')}"
             )
+            expected = (model.calibration.get("test") or {}).get("at_threshold")
+            if expected:
+                lines.append(
+                    f"- At that threshold on unseen test pairs: {expected['false_accept_rate']:.1%} false accepts, "
+                    f"{expected['false_reject_rate']:.1%} false rejects"
+                )
         else:
             lines.append("- No calibrated threshold: the app shows distances but gives no same/different verdict.")
         command = (metrics.get("training") or {}).get("command") or model.training_info.get("command")
@@ -215,21 +239,12 @@ class SimilarityApp:
         ]
         embeddings = self.embed(model, torch.stack(images))  # (2, D)
         distance = float((embeddings[0] - embeddings[1]).norm())
-        threshold = self.threshold(model)
-        result = {"distance": distance, "threshold": threshold}
+        result = verdict(distance, model.calibration)
+        threshold = result["threshold"]
         if threshold is not None:
             result["similarity"] = float(similarity_from_distance(distance, threshold))
-            result["same"] = distance <= threshold
-            word = "Same" if result["same"] else "Different"
-            relation = "≤" if result["same"] else ">"
-            verdict = (
-                f"## {word}\nDistance **{distance:.4g}** {relation} threshold {threshold:.4g}; "
-                f"similarity {result['similarity']:.2f} (0.5 at the threshold)."
-            )
-        else:
-            verdict = f"## Distance {distance:.4g}\nThis model has no calibrated threshold, so no verdict."
-        preview = _side_by_side(images)
-        return verdict, result, distance_figure(model.calibration, distance), preview
+        figure = distance_figure(model.calibration, distance)
+        return verdict_markdown(result, model.calibration), result, figure, _side_by_side(images)
 
     # ----- tab 2: one-shot gallery -----
 
@@ -321,8 +336,8 @@ class SimilarityApp:
             state = self._embed_gallery(model_name, state.paths, state.labels, state.names)
         source, name = _pick_source(drawing, upload, "query")
         query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
-        threshold = self.threshold(model)
-        ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold)
+        threshold, margin = self.gallery_thresholds(model)
+        ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
         rows = [
             [
                 position + 1,
@@ -481,11 +496,41 @@ def ranking_markdown(ranking: Ranking) -> str:
     text = f"## {html.escape(best.label)}\nNearest reference {html.escape(best.name)} at distance {best.distance:.4g}"
     text += threshold + "."
     if ranking.margin is not None:
-        text += f" Margin to the next label ({html.escape(ranking.runner_up_label)}): **{ranking.margin:.4g}**" + (
-            " — a near tie." if ranking.margin < 0.05 * max(best.distance, 1e-6) else "."
-        )
+        text += f" Margin to the next label ({html.escape(ranking.runner_up_label)}): **{ranking.margin:.4g}**."
     else:
         text += " The gallery has one label, so there is no margin."
+    if ranking.caution:
+        text += (
+            f"\n\n**Caution:** the next label is within the caution margin {ranking.caution_margin:.4g}, so the "
+            f"answer may be {html.escape(ranking.runner_up_label)} instead. "
+        )
+    if ranking.caution_margin is not None:
+        text += (
+            f"\n\n*Rule: no match beyond distance {ranking.threshold:.4g}; a caution when the next label is closer "
+            f"than {ranking.caution_margin:.4g} behind. Both were chosen on validation people the model never "
+            "trained on (the margin flags 90% of the wrong answers seen there).*"
+        )
+    return text
+
+
+def verdict_markdown(result: dict, calibration: dict | None) -> str:
+    """The pair verdict in words, with the error rates measured at its threshold on unseen test pairs."""
+    distance, threshold = result["distance"], result["threshold"]
+    if threshold is None:
+        return f"## Distance {distance:.4g}\nThis model has no calibrated threshold, so no verdict."
+    word, relation = ("Same", "≤") if result["same"] else ("Different", ">")
+    text = (
+        f"## {word}\nDistance **{distance:.4g}** {relation} threshold {threshold:.4g}; "
+        f"similarity {result['similarity']:.2f} (0.5 at the threshold)."
+    )
+    if result.get("false_accept_rate") is not None:
+        test = (calibration or {}).get("test", {}).get("at_threshold", {})
+        text += (
+            f"\n\nAt this threshold, on {test.get('genuine_pairs', 0) + test.get('impostor_pairs', 0):,} test pairs "
+            f"the model never saw, **{result['false_accept_rate']:.1%}** of different-class pairs were called "
+            f"*same* and **{result['false_reject_rate']:.1%}** of same-class pairs were called *different*. "
+            f"The threshold was chosen on {(calibration or {}).get('measured_on', 'validation images')}."
+        )
     return text
 
 
@@ -596,6 +641,8 @@ def build_demo(
         app = SimilarityApp(specs, mnist_root, faces_root, download_faces, missing)
     digits = example_data.load_digits(mnist_root)
     faces = example_data.load_faces(faces_root, download_faces)
+    if faces is not None:
+        faces = example_data.restrict_classes(faces, app.unseen_face_classes())
     names = app.registry.names
 
     with gr.Blocks(title="Siamese image similarity") as demo:

@@ -22,6 +22,9 @@ HELP = {
     "download": "let torchvision download MNIST into --data-root",
     "test_classes": "class names held out for evaluation (never trained on); faces default s31..s40",
     "test_fraction": "share of classes held out when --test-classes is not given (folder data)",
+    "val_classes": "class names held out for validation (thresholds are chosen on them, never on the test set)",
+    "val_fraction": "share of the training classes held out for validation when --val-classes is not given "
+    "(digits: share of each class's training images); 0 = no validation and no calibrated threshold",
     "skip_unreadable": "skip unreadable image files with a warning instead of stopping",
     "image_size": "input height and width for faces and folders",
     "grayscale": "read folder images as grey (true) or colour (false)",
@@ -45,7 +48,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         kind = str(field.type)
         if kind == "bool":
             parser.add_argument(flag, type=_boolean, default=None, nargs="?", const=True, help=help_text)
-        elif field.name in ("test_classes",):
+        elif field.name in ("test_classes", "val_classes"):
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
         elif field.name in ("widths", "image_size"):
             parser.add_argument(flag, nargs="+", type=int, default=None, help=help_text)

@@ -123,6 +123,8 @@ class TrainConfig:
     download: bool = False
     test_classes: list[str] | None = None
     test_fraction: float = 0.25
+    val_classes: list[str] | None = None
+    val_fraction: float = 0.15
     skip_unreadable: bool = False
     image_size: list[int] | None = None
     grayscale: bool = True

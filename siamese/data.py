@@ -52,12 +52,34 @@ class ImageSet:
 
 @dataclass
 class Splits:
-    """The training set, the held-out evaluation set, and how they were made."""
+    """The training set, the held-out test set, the validation set for choices, and how they were made."""
 
     train: ImageSet
     test: ImageSet
     preprocessing: dict
     description: dict
+    validation: ImageSet | None = None
+
+
+def hold_out_per_class(image_set: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """(kept, held_out): a seeded `fraction` of each class's images moved out, at least one per class.
+
+    For data sets whose test classes are the training classes (digits), where a class-disjoint
+    validation set is impossible: the held-out images are still never trained on.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    labels = image_set.labels.cpu()
+    held = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        count = min(max(1, round(fraction * len(members))), len(members) - 1)
+        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    held_mask = torch.zeros(len(labels), dtype=torch.bool)
+    if held:
+        held_mask[torch.cat(held)] = True
+    return image_set.subset(torch.nonzero(~held_mask).flatten()), image_set.subset(torch.nonzero(held_mask).flatten())
 
 
 def to_float(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:

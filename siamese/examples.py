@@ -115,7 +115,8 @@ def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleS
         return None
     images = torch.from_numpy((bunch.images * 255).round().astype(np.uint8)).unsqueeze(1)  # (400, 1, 64, 64)
     labels = torch.from_numpy(bunch.target.astype(np.int64))  # (400,)
-    names = [f"person{index + 1:02d}" for index in range(int(labels.max()) + 1)]
+    # scikit-learn keeps the AT&T order, so target i is subject s<i + 1>, as in the AT&T folders.
+    names = [f"s{index + 1}" for index in range(int(labels.max()) + 1)]
     return ExampleSet("faces", images, labels, names, "Olivetti faces (AT&T Laboratories Cambridge) via scikit-learn")
 
 
@@ -141,6 +142,21 @@ def _load_face_folder(root: Path) -> ExampleSet | None:
         return None
     tensor = torch.from_numpy(np.stack(images)).unsqueeze(1)  # (N, 1, H, W)
     return ExampleSet("faces", tensor, torch.tensor(labels), names, f"AT&T faces from {root}")
+
+
+def restrict_classes(examples: ExampleSet, class_names: list[str] | None) -> ExampleSet:
+    """Only the examples of `class_names` (all of them when None, or when none of the names is present)."""
+    if not class_names:
+        return examples
+    kept = [index for index, name in enumerate(examples.class_names) if name in set(class_names)]
+    if len(kept) < 2:
+        return examples
+    mask = torch.isin(examples.labels, torch.tensor(kept))
+    mapping = torch.full((len(examples.class_names),), -1, dtype=torch.long)
+    mapping[torch.tensor(kept)] = torch.arange(len(kept))
+    names = [examples.class_names[index] for index in kept]
+    source = f"{examples.source}, only {', '.join(names)}"
+    return ExampleSet(examples.kind, examples.images[mask], mapping[examples.labels[mask]], names, source)
 
 
 def _natural_key(path: Path):

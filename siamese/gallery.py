@@ -47,7 +47,8 @@ class Ranking:
 
     `margin` is the distance to the nearest reference of any other label minus the best
     distance (None with a single label); `is_match` is False when the best distance lies
-    beyond the threshold.
+    beyond the threshold; `caution` is True for a match whose margin is below `caution_margin`
+    (the second label is nearly as close, so the answer may be the wrong one of the two).
     """
 
     matches: list[Match]
@@ -57,6 +58,8 @@ class Ranking:
     margin: float | None
     threshold: float | None
     is_match: bool
+    caution: bool = False
+    caution_margin: float | None = None
 
 
 class Gallery:
@@ -108,8 +111,18 @@ class Gallery:
             raise ValueError(f"query embedding has {query.shape[1]} dimensions, the gallery {self.embeddings.shape[1]}")
         return squared_pairwise_distances(query, self.embeddings)[0].sqrt()  # (N,)
 
-    def rank(self, query_embedding: torch.Tensor, top_k: int = 5, threshold: float | None = None) -> Ranking:
-        """The `top_k` nearest references to the query, nearest first, and the verdict against `threshold`."""
+    def rank(
+        self,
+        query_embedding: torch.Tensor,
+        top_k: int = 5,
+        threshold: float | None = None,
+        caution_margin: float | None = None,
+    ) -> Ranking:
+        """The `top_k` nearest references to the query, nearest first, and the verdict.
+
+        Beyond `threshold` the answer is "no match"; a match whose margin to the next label is
+        below `caution_margin` carries a caution.
+        """
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
         distances = self.distances(query_embedding)  # (N,)
@@ -128,6 +141,7 @@ class Gallery:
             runner_up_label = self.labels[runner_up]
             margin = float(distances[runner_up]) - best.distance
         is_match = threshold is None or best.distance <= threshold
+        caution = bool(is_match and caution_margin is not None and margin is not None and margin < caution_margin)
         return Ranking(
             matches=matches,
             best_label=best.label if is_match else None,
@@ -136,4 +150,6 @@ class Gallery:
             margin=margin,
             threshold=threshold,
             is_match=is_match,
+            caution=caution,
+            caution_margin=caution_margin,
         )

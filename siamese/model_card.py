@@ -22,15 +22,21 @@ TEST_METRICS = {
     "map_at_r": ("MAP@R", True),
     "roc_auc": ("ROC AUC (same vs different pairs)", True),
     "eer": ("Equal error rate (EER)", True),
-    "best_accuracy": ("Pair verification accuracy at the best threshold", True),
     "one_shot_accuracy": ("One-shot accuracy", True),
-    "threshold_eer": ("Distance threshold at the EER", False),
-    "threshold_best_accuracy": ("Distance threshold of best accuracy", False),
+    "false_accept_rate": ("False-accept rate at the stored threshold", True),
+    "false_reject_rate": ("False-reject rate at the stored threshold", True),
+    "accuracy_at_threshold": ("Pair accuracy at the stored threshold", True),
+    "false_accept_rate_strict": ("False-accept rate at the strict threshold", True),
+    "false_reject_rate_strict": ("False-reject rate at the strict threshold", True),
+    "open_set_known_identified": ("Open-set gallery: known people named correctly", True),
+    "open_set_unknown_rejected": ("Open-set gallery: unknown people answered 'no match'", True),
+    "threshold": ("Stored threshold (chosen on validation)", False),
+    "threshold_strict": ("Strict threshold (chosen on validation)", False),
 }
 # Shown inside another metric's label rather than as rows of their own.
-FOLDED_KEYS = {"knn_k", "one_shot_ways"}
+FOLDED_KEYS = {"knn_k", "one_shot_ways", "one_shot_draws", "genuine_pairs", "impostor_pairs"}
 # Thresholds are operating points, not scores: they stay out of the Hub's eval results.
-THRESHOLD_KEYS = {"threshold_eer", "threshold_best_accuracy"}
+THRESHOLD_KEYS = {"threshold", "threshold_strict", "threshold_eer", "threshold_best_accuracy"}
 
 
 def render_model_card(config: dict, metrics: dict, command: str, repo_id: str | None = None) -> str:
@@ -176,15 +182,58 @@ def _calibration_section(config: dict) -> str:
     if not _is_number(threshold):
         return ""
     distance = calibration.get("distance", "euclidean")
-    measured_on = calibration.get("measured_on", "the held-out test pairs")
-    text = (
-        f"## Verification threshold\n\n"
-        f"Two images are judged to show the same class when their {distance} distance is below "
-        f"**{threshold:.4g}** (stored as `calibration.threshold` in `config.json`, measured on {measured_on})."
-    )
-    if _is_number(calibration.get("threshold_eer")):
-        text += f" The threshold at the equal error rate is {calibration['threshold_eer']:.4g}."
-    return text
+    measured_on = calibration.get("measured_on", "held-out pairs")
+    lines = [
+        "## Verification threshold",
+        "",
+        f"Two images are judged to show the same class when their {distance} distance is at or below "
+        f"**{threshold:.4g}** (`calibration.threshold` in `config.json`). It is the equal-error point of "
+        f"validation pairs: {measured_on}. The test set played no part in choosing it.",
+    ]
+    test = calibration.get("test") or {}
+    at_threshold, at_strict = test.get("at_threshold"), test.get("at_threshold_strict")
+    if at_threshold:
+        lines += [
+            "",
+            "| Threshold (chosen on validation) | Distance | Test false accepts | Test false rejects | Test accuracy |",
+            "|---|---|---|---|---|",
+            f"| Equal error on validation | {threshold:.4g} | {at_threshold['false_accept_rate']:.2%} | "
+            f"{at_threshold['false_reject_rate']:.2%} | {at_threshold['accuracy']:.2%} |",
+        ]
+        if at_strict and _is_number(calibration.get("threshold_strict")):
+            target = calibration.get("target_false_accept_rate", 0.01)
+            lines.append(
+                f"| At most {target:.0%} false accepts on validation | {calibration['threshold_strict']:.4g} | "
+                f"{at_strict['false_accept_rate']:.2%} | {at_strict['false_reject_rate']:.2%} | "
+                f"{at_strict['accuracy']:.2%} |"
+            )
+        lines += [
+            "",
+            f"Test rates are over {at_threshold['genuine_pairs']:,} same-class and "
+            f"{at_threshold['impostor_pairs']:,} different-class test pairs.",
+        ]
+    if _is_number(calibration.get("gallery_threshold")):
+        margin = calibration.get("caution_margin")
+        rule = (
+            f" and a caution when the second-nearest label is less than {margin:.4g} farther away (a margin that "
+            f"flagged {calibration.get('caution_share', 0.9):.0%} of the wrong answers on validation galleries)"
+            if _is_number(margin)
+            else ""
+        )
+        lines += [
+            "",
+            f'Galleries answer "no match" beyond distance **{calibration["gallery_threshold"]:.4g}**{rule}. The '
+            "gallery threshold balances, on simulated validation galleries (half the validation classes enrolled "
+            "with 3 images each, the other half unknown), known people missed against unknown people named.",
+        ]
+        open_set = test.get("open_set") or {}
+        if _is_number(open_set.get("known_identified")) and _is_number(open_set.get("unknown_rejected")):
+            lines.append(
+                f"On test galleries built the same way from the test classes, {open_set['known_identified']:.1%} "
+                f"of known probes were named correctly and {open_set['unknown_rejected']:.1%} of unknown probes "
+                'got "no match".'
+            )
+    return "\n".join(lines)
 
 
 def _training_section(training: dict, command: str) -> str:
@@ -219,7 +268,7 @@ def _usage_section(config: dict, repo_id: str | None) -> str:
     height, width = (config.get("image_size") or ["H", "W"])[:2]
     verdict = ""
     if _is_number((config.get("calibration") or {}).get("threshold")):
-        verdict = 'same = distance < model.calibration["threshold"]\n'
+        verdict = 'same = distance <= model.calibration["threshold"]\n'
     return (
         "## How to use\n\n"
         "With this project's `siamese` package installed:\n\n"
@@ -243,8 +292,8 @@ def _limitations_section(task: str, config: dict) -> str:
     points = [
         "Intended for image similarity search and same/different verification on images like the training "
         "data, for research and teaching.",
-        "The verification threshold was calibrated on the test data stated above; on other data, measure "
-        "and set a new threshold before trusting the verdicts.",
+        "The verification threshold was chosen on validation data like the training data; on other kinds of "
+        "images, measure the error rates and set a new threshold before trusting the verdicts.",
         "The figures above come from one training run on one held-out split; expect them to vary with the "
         "seed and to drop on images unlike the training data.",
     ]

@@ -1,4 +1,4 @@
-"""After training: calibrate the verdict threshold, write the model folder, the history and its plot."""
+"""After training: write the model folder, the history and its plot."""
 
 from __future__ import annotations
 
@@ -12,36 +12,16 @@ from siamese.training import CHECKPOINT_NAME, TrainResult
 TASKS = {"mnist": "digits", "digits": "digits", "att_faces": "faces", "folder": "folder"}
 
 
-def calibrate(result: TrainResult) -> None:
-    """Store the thresholds measured on the held-out set in the model's config, for the app's verdict.
-
-    The verdict uses the equal-error-rate threshold: it balances false accepts and false rejects,
-    whereas the best-accuracy threshold leans towards "different" because most pairs of a test
-    set are impostor pairs.
-    """
-    test = result.metrics
-    if "threshold_best_accuracy" not in test:
-        return
-    result.model.calibration = {
-        "distance": "euclidean",
-        "threshold": float(test["threshold_eer"]),
-        "threshold_eer": float(test["threshold_eer"]),
-        "threshold_best_accuracy": float(test["threshold_best_accuracy"]),
-        "best_accuracy": float(test["best_accuracy"]),
-        "eer": float(test["eer"]),
-        "measured_on": "held-out test pairs",
-        "distance_histogram": test.get("distance_histogram"),
-    }
-
-
 def run_metrics(result: TrainResult, config: TrainConfig, description: dict, command: str, device: str) -> dict:
     """The content of metrics.json: what was trained on, the test figures, and how long it took."""
     test = {key: value for key, value in result.metrics.items() if key != "distance_histogram"}
+    calibration = {key: value for key, value in result.model.calibration.items() if key != "distance_histogram"}
     return {
         "task": TASKS[config.dataset],
         "dataset": description,
         "test": test,
         "distance_histogram": result.metrics.get("distance_histogram"),
+        "calibration": calibration or None,
         "training": {
             "epochs": config.epochs,
             "seconds": result.history[-1]["train_seconds"] if result.history else 0.0,
@@ -58,7 +38,6 @@ def save_run(result: TrainResult, config: TrainConfig, description: dict, comman
     """Write the complete model folder to `config.out`; the checkpoint goes once the folder is in place."""
     from siamese.hub import save_model
 
-    calibrate(result)
     result.model.training_info = {**result.model.training_info, "command": command}
     metrics = run_metrics(result, config, description, command, device)
     out = Path(config.out)
@@ -94,7 +73,7 @@ def write_history(history: list[dict], folder: Path) -> None:
         points = [(record["epoch"], record[key]) for record in history if key in record]
         if points:
             metric_axis.plot(*zip(*points, strict=True), marker="o", label=label)
-    metric_axis.set(xlabel="epoch", ylabel="test set", title="Held-out metrics")
+    metric_axis.set(xlabel="epoch", ylabel="validation set", title="Validation metrics")
     metric_axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "history.png.tmp.png", dpi=100)

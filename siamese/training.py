@@ -47,7 +47,43 @@ class TrainResult:
 
 
 def load_splits(config: TrainConfig) -> Splits:
-    """The training and held-out sets that `config.dataset` names."""
+    """The training, validation and test sets that `config.dataset` names."""
+    splits = _load_train_and_test(config)
+    if splits.validation is None and (config.val_fraction > 0 or config.val_classes):
+        splits = with_validation(splits, config)
+    return splits
+
+
+def with_validation(splits: Splits, config: TrainConfig) -> Splits:
+    """Carve the validation set out of the training set: whole classes where classes are unseen at test
+    time, a share of each class's images where test classes are the training classes (digits)."""
+    from siamese.data import hold_out_per_class
+
+    if config.dataset in SHARED_CLASS_DATASETS:
+        if config.val_classes:
+            raise ValueError(f"--val-classes needs classes unseen in training; {config.dataset} tests its own classes")
+        train, validation = hold_out_per_class(splits.train, config.val_fraction, seed=config.seed)
+        note = f"{config.val_fraction:.0%} of each class's training images, never trained on"
+    else:
+        from siamese.folders import class_disjoint_split
+
+        train, validation = class_disjoint_split(
+            splits.train, config.val_classes, test_fraction=config.val_fraction, seed=config.seed + 1
+        )
+        note = "whole classes held out of training and absent from the test set"
+    description = {
+        **splits.description,
+        "train_size": len(train),
+        "validation_size": len(validation),
+        "validation": note,
+    }
+    if config.dataset not in SHARED_CLASS_DATASETS:
+        description["train_classes"] = len(train.class_names)
+        description["validation_classes"] = sorted(validation.class_names)
+    return Splits(train, splits.test, splits.preprocessing, description, validation)
+
+
+def _load_train_and_test(config: TrainConfig) -> Splits:
     if config.dataset == "digits":
         return load_offline_digits()
     if config.dataset == "mnist":
@@ -175,29 +211,75 @@ def load_checkpoint(path: Path, config: TrainConfig) -> dict:
 
 
 def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision: str, final: bool) -> dict:
-    """Test-set figures: retrieval against training references where classes are shared,
-    and verification / one-shot over pairs of the held-out images for every data set."""
+    """Per-epoch figures on the validation set (the test set when there is none), or the final test report.
+
+    Where classes are shared (digits), retrieval scores held-out images against the training
+    images; for every data set, verification and one-shot figures come from pairs of held-out images.
+    """
     from siamese.verification import verification_report
 
+    held_out = splits.test if final or splits.validation is None else splits.validation
     metrics = {}
     if config.dataset in SHARED_CLASS_DATASETS:
-        metrics.update(
-            retrieval_metrics(model, splits.train, splits.test, splits.preprocessing, config.knn_k, precision)
-        )
+        metrics.update(retrieval_metrics(model, splits.train, held_out, splits.preprocessing, config.knn_k, precision))
         if not final:
             return metrics  # kNN is the per-epoch figure here; pair metrics only at the end
-    test_embeddings = embed(model, splits.test.images, splits.preprocessing, precision=precision)  # (Q, D)
-    test_labels = splits.test.labels.cpu()
-    ways = min(10, len(torch.unique(test_labels)))
+    embeddings = embed(model, held_out.images, splits.preprocessing, precision=precision)  # (Q, D)
+    labels = held_out.labels.cpu()
+    ways = min(10, len(torch.unique(labels)))
     draws = config.one_shot_draws if final else max(1, config.one_shot_draws // 4)
     max_pairs = 2_000_000 if final else 200_000
-    report = verification_report(
-        test_embeddings, test_labels, ways=ways, draws=draws, seed=config.seed, max_pairs=max_pairs
-    )
+    report = verification_report(embeddings, labels, ways=ways, draws=draws, seed=config.seed, max_pairs=max_pairs)
+    # Thresholds fitted on these very pairs would flatter them: thresholds come from validation only.
+    for key in ("threshold_eer", "threshold_best_accuracy", "best_accuracy"):
+        report.pop(key, None)
     if not final:
         report.pop("distance_histogram", None)
     metrics.update(report)
+    if final and model.calibration.get("threshold") is not None:
+        from siamese.calibration import measure_on_test
+
+        open_set = config.dataset not in SHARED_CLASS_DATASETS
+        measured = measure_on_test(embeddings, labels, model.calibration, open_set=open_set, seed=config.seed)
+        model.calibration["test"] = measured
+        metrics.update(_operating_point_figures(model.calibration, measured))
     return metrics
+
+
+def calibrate_on_validation(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision: str) -> dict:
+    """The thresholds and caution margin, chosen on the validation images alone ({} without validation)."""
+    from siamese.calibration import calibrate
+
+    validation = splits.validation
+    if validation is None or len(validation) < 2 or len(torch.unique(validation.labels)) < 2:
+        return {}
+    embeddings = embed(model, validation.images, splits.preprocessing, precision=precision)  # (V, D)
+    if config.dataset in SHARED_CLASS_DATASETS:
+        measured_on = f"{len(validation)} validation images ({splits.description.get('validation')})"
+    else:
+        names = ", ".join(sorted(validation.class_names))
+        measured_on = f"{len(validation)} images of the validation classes {names}, unseen in training and testing"
+    open_set = config.dataset not in SHARED_CLASS_DATASETS
+    return calibrate(embeddings, validation.labels.cpu(), measured_on, open_set=open_set, seed=config.seed)
+
+
+def _operating_point_figures(calibration: dict, measured: dict) -> dict:
+    """Flat metrics.json keys for the test figures at the stored thresholds."""
+    at_threshold, at_strict = measured["at_threshold"], measured["at_threshold_strict"]
+    figures = {
+        "threshold": calibration["threshold"],
+        "false_accept_rate": at_threshold["false_accept_rate"],
+        "false_reject_rate": at_threshold["false_reject_rate"],
+        "accuracy_at_threshold": at_threshold["accuracy"],
+        "threshold_strict": calibration["threshold_strict"],
+        "false_accept_rate_strict": at_strict["false_accept_rate"],
+        "false_reject_rate_strict": at_strict["false_reject_rate"],
+    }
+    open_set = measured.get("open_set") or {}
+    for key in ("known_identified", "unknown_rejected"):
+        if open_set.get(key) is not None:
+            figures[f"open_set_{key}"] = open_set[key]
+    return figures
 
 
 def train(
@@ -206,7 +288,7 @@ def train(
     stop_after_epochs: int | None = None,
     final_evaluation: bool = True,
 ) -> TrainResult:
-    """Train, evaluate on the held-out set after each epoch, checkpoint, and return the model.
+    """Train, evaluate on validation after each epoch, checkpoint, calibrate on validation, test once, return.
 
     `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume);
     `final_evaluation=False` skips the full test-set evaluation (throughput benchmarks).
@@ -301,7 +383,11 @@ def train(
 
     model.eval()
     finished = bool(history) and history[-1]["epoch"] == config.epochs
-    metrics = evaluate(model, splits, config, precision, final=True) if finished and final_evaluation else {}
+    metrics = {}
+    if finished and final_evaluation:
+        # Thresholds first, from validation alone; the test set then only measures them.
+        model.calibration = calibrate_on_validation(model, splits, config, precision)
+        metrics = evaluate(model, splits, config, precision, final=True)
     return TrainResult(
         model=model.cpu(), metrics=metrics, history=history, out=out, device=str(device), precision=precision
     )

@@ -17,7 +17,29 @@ DIGITS_CONFIG = {
     "dropout": 0.0,
     "normalize": False,
     "preprocessing": {"kind": "digits", "grayscale": True, "size": [28, 28], "mean": 0.0, "std": 1.0},
-    "calibration": {"threshold": 0.8123, "threshold_eer": 0.7911, "distance": "euclidean"},
+    "calibration": {
+        "threshold": 0.8123,
+        "threshold_strict": 0.6001,
+        "target_false_accept_rate": 0.01,
+        "distance": "euclidean",
+        "measured_on": "600 validation images",
+        "test": {
+            "at_threshold": {
+                "false_accept_rate": 0.0301,
+                "false_reject_rate": 0.0456,
+                "accuracy": 0.9689,
+                "genuine_pairs": 1000,
+                "impostor_pairs": 9000,
+            },
+            "at_threshold_strict": {
+                "false_accept_rate": 0.0099,
+                "false_reject_rate": 0.1502,
+                "accuracy": 0.9761,
+                "genuine_pairs": 1000,
+                "impostor_pairs": 9000,
+            },
+        },
+    },
     "training": {"data": "mnist", "split": "official", "command": COMMAND},
 }
 DIGITS_METRICS = {
@@ -36,8 +58,10 @@ DIGITS_METRICS = {
         "map_at_r": 0.97351,
         "roc_auc": 0.99654,
         "eer": 0.02417,
-        "threshold_eer": 0.7911,
         "one_shot_accuracy": 0.98012,
+        "threshold": 0.8123,
+        "false_accept_rate": 0.0301,
+        "false_reject_rate": 0.0456,
         "one_shot_ways": 10,
     },
     "training": {"epochs": 5, "seconds": 55.2, "device": "cpu", "precision": "fp32", "command": COMMAND},
@@ -78,6 +102,7 @@ def test_card_eval_results_carry_the_measured_values_and_no_thresholds():
     card = ModelCard(render_model_card(DIGITS_CONFIG, DIGITS_METRICS, COMMAND))
     results = {result.metric_type: result.metric_value for result in card.data.eval_results}
     expected = {"knn_accuracy", "precision_at_1", "map_at_r", "roc_auc", "eer", "one_shot_accuracy"}
+    expected |= {"false_accept_rate", "false_reject_rate"}  # test rates at the threshold chosen on validation
     assert results == {key: DIGITS_METRICS["test"][key] for key in expected}
 
 
@@ -90,7 +115,9 @@ def test_card_body_shows_measured_metrics_as_percentages_and_the_command():
         "| ROC AUC (same vs different pairs) | 99.65% |",
         "| Equal error rate (EER) | 2.42% |",
         "| One-shot accuracy (10-way) | 98.01% |",
-        "| Distance threshold at the EER | 0.7911 |",
+        "| False-accept rate at the stored threshold | 3.01% |",
+        "| False-reject rate at the stored threshold | 4.56% |",
+        "| Stored threshold (chosen on validation) | 0.8123 |",
     ]:
         assert line in text
     assert f"```bash\n{COMMAND}\n```" in text
@@ -98,6 +125,15 @@ def test_card_body_shows_measured_metrics_as_percentages_and_the_command():
     assert "from siamese.hub import load_model" in text
     assert "the official MNIST test set" in text
     assert "Trained for 5 epochs, 55.2 s, on cpu, in fp32." in text
+
+
+def test_card_reports_test_error_rates_at_the_thresholds_chosen_on_validation():
+    text = render_model_card(DIGITS_CONFIG, DIGITS_METRICS, COMMAND)
+    assert "validation pairs: 600 validation images. The test set played no part in choosing it." in text
+    assert "| Equal error on validation | 0.8123 | 3.01% | 4.56% | 96.89% |" in text
+    assert "| At most 1% false accepts on validation | 0.6001 | 0.99% | 15.02% | 97.61% |" in text
+    assert "1,000 same-class and 9,000 different-class test pairs" in text
+    assert 'same = distance <= model.calibration["threshold"]' in text
 
 
 def test_card_leaves_out_metrics_that_were_not_measured():

@@ -24,11 +24,12 @@ def write_classes(root, classes: int = 6, per_class: int = 4):
 
 
 def test_folder_training_writes_a_complete_model_folder(tmp_path, capsys):
-    data = write_classes(tmp_path / "data")
+    data = write_classes(tmp_path / "data", classes=8)
     out = tmp_path / "model"
     code = train.main(
         [
             "--dataset", "folder", "--data-root", str(data), "--test-classes", "class_4", "class_5",
+            "--val-classes", "class_6", "class_7",
             "--image-size", "24", "20", "--widths", "8", "16", "--embedding-dim", "10", "--parts", "4",
             "--classes-per-batch", "4", "--samples-per-class", "2", "--epochs", "2",
             "--precision", "fp32", "--progress", "false", "--one-shot-draws", "5", "--out", str(out),
@@ -41,7 +42,10 @@ def test_folder_training_writes_a_complete_model_folder(tmp_path, capsys):
     assert not (out / "checkpoint.pt").exists()
     config = json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert config["calibration"]["threshold"] == metrics["test"]["threshold_eer"] > 0
+    assert config["calibration"]["threshold"] == metrics["test"]["threshold"] > 0
+    assert "class_6, class_7" in config["calibration"]["measured_on"]
+    assert metrics["dataset"]["validation_classes"] == ["class_6", "class_7"]
+    assert 0 <= metrics["test"]["false_accept_rate"] <= 1 and 0 <= metrics["test"]["false_reject_rate"] <= 1
     assert config["preprocessing"]["size"] == [24, 20] and config["preprocessing"]["kind"] == "folder"
     assert metrics["dataset"]["test_classes"] == ["class_4", "class_5"]
     assert metrics["test"]["one_shot_ways"] == 2
