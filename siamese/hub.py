@@ -7,8 +7,6 @@ loaded, so a folder or repository that has nothing else is refused.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -29,6 +27,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from siamese.model_config import ConfigError, ModelConfig
 from siamese.models import EmbeddingNet
 
 CONFIG_FILE = "config.json"
@@ -142,18 +141,23 @@ def _load_folder(folder: Path, device: str, source: str | None = None) -> Embedd
 
     config = _read_config(config_path, source)
     try:
-        reference = EmbeddingNet(**{key: config[key] for key in CONFIG_KEYS if key in config})
+        model_config = ModelConfig.from_dict(config, where=f"{CONFIG_FILE} of {source}")
+    except ConfigError as error:
+        raise ModelLoadError(str(error)) from error
+    try:
+        reference = EmbeddingNet.from_config(model_config)
     except Exception as error:  # any constructor failure means the config describes no valid network
         raise ModelLoadError(f"invalid {CONFIG_FILE} in {source}: {type(error).__name__}: {error}") from error
     _check_weights_match(weights_path, reference, source)
 
-    # from_pretrained prints a line for local folders; library code keeps stdout clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            model = EmbeddingNet.from_pretrained(str(folder), map_location=device, strict=True)
-        except Exception as error:
-            raise ModelLoadError(f"could not load the weights of {source}: {error}") from error
-    return model.to(device).eval()
+    from safetensors.torch import load_model as load_safetensors
+
+    try:
+        # Strict: every tensor of the network must be in the file, and nothing else.
+        load_safetensors(reference, str(weights_path), strict=True, device=str(device))
+    except Exception as error:
+        raise ModelLoadError(f"could not load the weights of {source}: {error}") from error
+    return reference.to(device).eval()
 
 
 def _read_config(config_path: Path, source: str) -> dict:

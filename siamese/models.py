@@ -214,6 +214,63 @@ class EmbeddingNet(
             embeddings = nn.functional.normalize(embeddings.float(), dim=1)  # (B, D), unit length
         return embeddings
 
+    @classmethod
+    def from_config(cls, config) -> EmbeddingNet:
+        """A network (untrained) as a `ModelConfig` describes it."""
+        return cls(
+            **config.network_arguments(),
+            preprocessing=config.preprocessing.to_dict(),
+            calibration=config.calibration.to_dict(),
+            training=dict(config.training),
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, revision: str | None = None, device: str = "cpu", **_ignored):
+        """Load strictly from a model folder or Hub repo (safetensors only): see `siamese.hub.load_model`.
+
+        Replaces the Hub mixin's loader, which is lenient (strict=False) about missing weights.
+        """
+        from siamese.hub import load_model
+
+        return load_model(name_or_path, revision=revision, device=device)
+
+    def encode(self, images, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
+        """Embeddings (N, D) of file paths, PIL images, numpy arrays or tensors, preprocessed as saved.
+
+        Unit length for models trained with `normalize` (all the bundled ones).
+        """
+        from siamese.inference import encode
+
+        return encode(self, images, batch_size=batch_size, device=device)
+
+    def similarity(self, first, second) -> torch.Tensor:
+        """Distances (N, M) between the embeddings of two sets of images: smaller is more similar."""
+        from siamese.distances import pairwise_distances
+
+        return pairwise_distances(self.encode(first), self.encode(second))  # (N, M)
+
+    def verify(self, first, second) -> dict | list[dict]:
+        """Same or not, per pair: `same`, `distance`, `threshold`, and the test error rates at that threshold.
+
+        One image each gives one dict; two equally long lists give one dict per pair.
+        """
+        from siamese.calibration import verdict
+        from siamese.distances import paired_distances
+
+        first_embeddings, second_embeddings = self.encode(first), self.encode(second)  # (N, D), (N, D)
+        if first_embeddings.shape[0] != second_embeddings.shape[0]:
+            raise ValueError(f"verify needs pairs: got {first_embeddings.shape[0]} and {second_embeddings.shape[0]}")
+        distances = paired_distances(first_embeddings, second_embeddings)  # (N,)
+        verdicts = [verdict(float(distance), self.calibration) for distance in distances]
+        return verdicts[0] if len(verdicts) == 1 else verdicts
+
+    @property
+    def config(self):
+        """The typed `ModelConfig` of this network, as config.json stores it."""
+        from siamese.model_config import ModelConfig
+
+        return ModelConfig.from_dict(self.config_dict())
+
     def config_dict(self) -> dict:
         """Everything `config.json` holds: the constructor arguments as they are now."""
         return {

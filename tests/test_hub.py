@@ -49,7 +49,12 @@ def tiny_model(seed: int = 0, embedding_dim: int = 8, **architecture) -> Embeddi
         widths=(8, 16),
         image_size=(28, 28),
         preprocessing=DIGITS_PREPROCESSING,
-        calibration={"threshold": 0.75, "threshold_eer": 0.7, "distance": "euclidean"},
+        calibration={
+            "threshold": 0.75,
+            "threshold_strict": 0.7,
+            "distance": "euclidean",
+            "rule": "same when distance <= threshold",
+        },
         training={"data": "mnist", "split": "official", "command": COMMAND},
     )
     model.train()
