@@ -154,6 +154,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     eval_every: int = 1
     knn_k: int = 5
     one_shot_draws: int = 200

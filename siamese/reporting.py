@@ -74,7 +74,8 @@ def write_history(history: list[dict], folder: Path) -> None:
         if points:
             metric_axis.plot(*zip(*points, strict=True), marker="o", label=label)
     metric_axis.set(xlabel="epoch", ylabel="validation set", title="Validation metrics")
-    metric_axis.legend()
+    if metric_axis.lines:
+        metric_axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "history.png.tmp.png", dpi=100)
     pyplot.close(figure)

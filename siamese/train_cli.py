@@ -34,7 +34,9 @@ HELP = {
     "loss": "contrastive (all pairs of a batch), triplet (batch-hard) or pair (the article's pairwise loss)",
     "sampler": "shuffle (plain batches), balanced (P classes x K images) or pairs (half same, half different)",
     "device": "auto picks cuda, then mps, then cpu",
-    "precision": "auto uses bf16 autocast where the device runs it natively, else fp32",
+    "precision": "auto uses bf16 autocast where the device runs it natively, fp16 (with a grad scaler) on GPUs "
+    "without bf16, else fp32",
+    "compile": "compile the model with torch.compile (slower start, faster steps on GPUs)",
     "resume": "continue from the checkpoint in --out",
     "out": "model folder to write",
 }

@@ -27,11 +27,23 @@ from siamese.data import (
 from siamese.evaluation import embed, retrieval_metrics
 from siamese.losses import build_loss
 from siamese.models import EmbeddingNet
-from siamese.precision import autocast_context, pick_device, pick_precision
+from siamese.precision import autocast_context, configure_backends, grad_scaler, pick_device, pick_precision
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that only say how to run, not what is trained: they may differ when resuming.
-RUN_ONLY_FIELDS = {"resume", "progress", "device", "precision", "out", "eval_every", "data_root", "download"}
+RUN_ONLY_FIELDS = {
+    "resume",
+    "progress",
+    "device",
+    "precision",
+    "compile",
+    "out",
+    "eval_every",
+    "data_root",
+    "download",
+}
+# The progress bar's running loss is read from the device (a host sync) once per this many steps.
+LOG_EVERY_STEPS = 25
 # Data sets whose test classes are the training classes (kNN against training references works).
 SHARED_CLASS_DATASETS = ("mnist", "digits")
 
@@ -295,6 +307,7 @@ def train(
     """
     device = pick_device(config.device)
     precision = pick_precision(device, config.precision)
+    configure_backends(device)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT_NAME
@@ -310,6 +323,9 @@ def train(
     )
     loss_function = loss_function.to(device)
     optimizer = build_optimizer(config, [model, loss_function])
+    scaler = grad_scaler(device, precision)
+    # The compiled forward shares its parameters with `model`, which is what is saved and evaluated.
+    forward = torch.compile(model) if config.compile else model
     total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs
     schedule = build_schedule(config, optimizer, total_steps)
 
@@ -320,6 +336,8 @@ def train(
         model.load_state_dict(state["model"])
         loss_function.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         schedule.load_state_dict(state["schedule"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"])
@@ -342,27 +360,36 @@ def train(
         torch.manual_seed(config.seed * 1_000_003 + epoch)
         batches = list(epoch_batches(config, labels, generator))
         progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
-        running_loss, seen = 0.0, 0
+        running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        seen = 0
         started = time.perf_counter()
         for batch_index in progress:
-            batch_index = batch_index.to(device)
+            batch_index = batch_index.to(device, non_blocking=True)
             batch = images[batch_index].float().div_(255.0)  # (B, C, H, W) in [0, 1]
             batch = augment_batch(batch, config.augment, generator)
             batch = normalise(batch, splits.preprocessing).contiguous(memory_format=torch.channels_last)
             with autocast_context(device, precision):
-                embeddings = model(batch)  # (B, D)
-                loss = loss_function(embeddings.float(), labels[batch_index])
+                embeddings = forward(batch)  # (B, D)
+            # Distances and losses in fp32, outside autocast: bf16 rounding is the size of the
+            # distances between positive pairs.
+            loss = loss_function(embeddings.float(), labels[batch_index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
-            running_loss += float(loss.detach())
+            running_loss += loss.detach()
             seen += 1
-            progress.set_postfix(loss=f"{running_loss / seen:.4f}")
+            if config.progress and seen % LOG_EVERY_STEPS == 0:
+                progress.set_postfix(loss=f"{float(running_loss) / seen:.4f}")
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - started
-        record = {"epoch": epoch + 1, "loss": running_loss / max(seen, 1), "train_seconds": round(train_seconds, 3)}
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(running_loss) / max(seen, 1),
+            "train_seconds": round(train_seconds, 3),
+        }
         if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             record.update(_short_metrics(evaluate(model, splits, config, precision, final=False)))
         history.append(record)
@@ -373,6 +400,7 @@ def train(
                 "loss": loss_function.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
                 "config": config.to_dict(),
                 "epoch": epoch + 1,
                 "step": (epoch + 1) * len(batches),
