@@ -77,7 +77,7 @@ def test_retrieval_uses_test_images_as_queries_and_training_images_as_references
 
     calls = []
 
-    def fake_embed(model, images, preprocessing, batch_size=1024, precision="fp32"):
+    def fake_embed(model, images, preprocessing, batch_size=1024, precision="fp32", on_device=False):
         calls.append(images.shape[0])
         return images.flatten(1).float()[:, :3]
 
@@ -86,3 +86,20 @@ def test_retrieval_uses_test_images_as_queries_and_training_images_as_references
     test = ImageSet(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.arange(5) % 3, list("abc"))
     retrieval_metrics(EmbeddingNet(), train, test, {})
     assert calls == [12, 5]  # references from the 12 training images, queries from the 5 test images
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_shared_neighbour_search_gives_the_three_separate_figures(seed):
+    from siamese.evaluation import neighbour_metrics
+
+    generator = torch.Generator().manual_seed(seed)
+    references = torch.randn(90, 6, generator=generator)
+    reference_labels = torch.randint(0, 5, (90,), generator=generator)
+    queries = torch.randn(37, 6, generator=generator)
+    query_labels = torch.randint(0, 5, (37,), generator=generator)
+    shared = neighbour_metrics(queries, query_labels, references, reference_labels, k=5, block=8)
+    assert shared["knn_accuracy"] == pytest.approx(knn_accuracy(queries, query_labels, references, reference_labels, 5))
+    assert shared["precision_at_1"] == pytest.approx(
+        precision_at_1(queries, query_labels, references, reference_labels)
+    )
+    assert shared["map_at_r"] == pytest.approx(map_at_r(queries, query_labels, references, reference_labels))
