@@ -178,11 +178,12 @@ def epoch_batches(config: TrainConfig, labels: torch.Tensor, generator: torch.Ge
     elif config.sampler == "balanced":
         yield from class_balanced_batches(labels, config.classes_per_batch, config.samples_per_class, generator)
     elif config.sampler == "pairs":
-        from siamese.pairs import sample_pairs
+        from siamese.pairs import PairSampler
 
         pairs_per_batch = max(1, config.batch_size // 2)
+        sampler = PairSampler(labels)  # labels grouped once per epoch, not once per batch
         for _ in range(steps_per_epoch(config, len(labels))):
-            first, second, _same = sample_pairs(labels.cpu(), pairs_per_batch, generator=generator)
+            first, second, _same = sampler.sample(pairs_per_batch, generator=generator)
             yield torch.stack([first, second], dim=1).flatten()  # (2 * pairs,)
     else:
         raise ValueError(f"sampler must be shuffle, balanced or pairs, got {config.sampler!r}")
