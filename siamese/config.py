@@ -131,6 +131,8 @@ class TrainConfig:
     # Recipe
     preset: str | None = None
     architecture: str = "tutorial"
+    backbone: str | None = None
+    pretrained: bool = False
     embedding_dim: int = 50
     widths: list[int] | None = None
     dropout: float = 0.0
@@ -183,6 +185,16 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     values = {**PRESETS[preset], **given, "preset": preset}
+    if given.get("backbone"):
+        from siamese.backbones import parse_backbone
+
+        parse_backbone(given["backbone"])  # a clear error for a malformed name
+        # A timm backbone replaces the preset's network; its weights expect colour input.
+        values.update(architecture="timm", parts=0, pooling="avg", normalize=True)
+        if "grayscale" not in given:
+            values["grayscale"] = False
+    elif given.get("pretrained"):
+        raise ValueError("--pretrained needs --backbone timm:<name>: the built-in networks have no pretrained weights")
     config = TrainConfig(**values)
     if config.parts < 0:
         raise ValueError(f"--parts must be 0 (one whole-image embedding) or more, got {config.parts}")

@@ -128,6 +128,7 @@ NETWORK_FIELDS = (
     "normalize",
     "pooling",
     "parts",
+    "backbone",
 )
 
 
@@ -144,6 +145,7 @@ class ModelConfig:
     normalize: bool = False
     pooling: str = "avg"
     parts: int = 0
+    backbone: str | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     calibration: Calibration = field(default_factory=Calibration)
     training: dict = field(default_factory=dict)

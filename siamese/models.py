@@ -9,7 +9,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-ARCHITECTURES = ("tutorial", "article", "convnet")
+ARCHITECTURES = ("tutorial", "article", "convnet", "timm")
 
 
 def tutorial_backbone(in_channels: int) -> nn.Sequential:
@@ -149,6 +149,7 @@ class EmbeddingNet(
         normalize: bool = False,
         pooling: str = "avg",
         parts: int = 0,
+        backbone: str | None = None,
         preprocessing: dict | None = None,
         calibration: dict | None = None,
         training: dict | None = None,
@@ -174,21 +175,30 @@ class EmbeddingNet(
                 f"parts ({parts}) needs the convnet architecture with avg pooling and normalize=True, "
                 f"got {architecture}, {pooling}, normalize={normalize}"
             )
+        if (architecture == "timm") != bool(backbone):
+            raise ValueError(f"architecture 'timm' and a backbone name go together, got {architecture!r}, {backbone!r}")
+        self.backbone_name = backbone
         self.preprocessing = dict(preprocessing or {})
         self.calibration = dict(calibration or {})
         self.training_info = dict(training or {})
 
         if architecture == "tutorial":
             self.backbone = tutorial_backbone(self.in_channels)
+        elif architecture == "timm":
+            from siamese.backbones import create_backbone
+
+            self.backbone = create_backbone(backbone, self.in_channels)
         elif architecture == "article":
             self.backbone = article_backbone(self.in_channels, self.dropout)
         else:
             # Part embeddings pool the final feature map themselves, so the backbone keeps it whole.
             backbone_pooling = "flatten" if self.parts else self.pooling
             self.backbone = convnet_backbone(self.in_channels, self.widths, backbone_pooling)
-        flat_features = self._flat_features()
+        flat_features = self.backbone.num_features if architecture == "timm" else self._flat_features()
         if architecture == "tutorial":
             self.neck = tutorial_neck(flat_features, self.embedding_dim)
+        elif architecture == "timm":
+            self.neck = convnet_neck(flat_features, self.embedding_dim, self.dropout)
         elif architecture == "article":
             self.neck = article_neck(flat_features, self.embedding_dim)
         elif self.parts:
@@ -283,6 +293,7 @@ class EmbeddingNet(
             "normalize": self.normalize,
             "pooling": self.pooling,
             "parts": self.parts,
+            "backbone": self.backbone_name,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
             "training": self.training_info,

@@ -31,6 +31,10 @@ HELP = {
     "preset": f"recipe to start from: {', '.join(PRESETS)} (default: tutorial for digits, faces for images)",
     "parts": "convnet only: also embed this many horizontal stripes of the feature map, each with its own loss "
     "(0 = one whole-image embedding)",
+    "backbone": "a timm backbone, timm:<name> (e.g. timm:resnet18, timm:convnext_nano, "
+    "timm:vit_small_patch16_224.dino, or timm:hf-hub:<org>/<repo>); replaces --architecture",
+    "pretrained": "with --backbone: start from its pretrained weights (downloaded through the Hugging Face Hub "
+    "cache; HF_HUB_OFFLINE=1 uses the cache only)",
     "loss": "contrastive (all pairs of a batch), triplet (batch-hard) or pair (the article's pairwise loss)",
     "sampler": "shuffle (plain batches), balanced (P classes x K images) or pairs (half same, half different)",
     "device": "auto picks cuda, then mps, then cpu",

@@ -106,6 +106,16 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
         raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
     size = config.image_size or [112, 92]
     preprocessing = folders.faces_preprocessing(size=tuple(size), grayscale=config.grayscale)
+    if config.backbone:
+        from siamese.backbones import data_config, parse_backbone
+
+        # The input size, mean and std the backbone's weights were trained with, unless a size is given.
+        backbone_data = data_config(parse_backbone(config.backbone))
+        preprocessing.update(mean=backbone_data["mean"], std=backbone_data["std"])
+        if not config.image_size:
+            preprocessing["size"] = backbone_data["size"]
+        if config.grayscale:
+            preprocessing.update(mean=sum(backbone_data["mean"]) / 3, std=sum(backbone_data["std"]) / 3)
     if config.dataset == "att_faces":
         test_classes = config.test_classes or list(folders.ATT_TEST_CLASSES)
         return folders.load_att_faces(config.data_root, preprocessing=preprocessing, test_classes=test_classes)
@@ -121,9 +131,18 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
 
 
 def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
+    """The network the config describes; with --backbone --pretrained, the backbone's pretrained weights in."""
     channels, height, width = splits.train.images.shape[1:]
-    return EmbeddingNet(
+    backbone, training = None, {"dataset": splits.description, "preset": config.preset}
+    if config.backbone:
+        from siamese.backbones import parse_backbone, resolve_architecture
+
+        source = parse_backbone(config.backbone)
+        backbone = resolve_architecture(source)  # saved models rebuild this, with no download
+        training["backbone"] = {"source": config.backbone, "pretrained": config.pretrained}
+    model = EmbeddingNet(
         architecture=config.architecture,
+        backbone=backbone,
         embedding_dim=config.embedding_dim,
         in_channels=int(channels),
         image_size=(int(height), int(width)),
@@ -133,8 +152,14 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
         pooling=config.pooling,
         parts=config.parts,
         preprocessing=splits.preprocessing,
-        training={"dataset": splits.description, "preset": config.preset},
+        training=training,
     )
+    if config.backbone and config.pretrained:
+        from siamese.backbones import create_backbone
+
+        pretrained = create_backbone(backbone, int(channels), pretrained_source=parse_backbone(config.backbone))
+        model.backbone.load_state_dict(pretrained.state_dict())
+    return model
 
 
 def build_optimizer(config: TrainConfig, modules: list[nn.Module]) -> torch.optim.Optimizer:
