@@ -20,13 +20,17 @@ def random_affine(
     scale: tuple[float, float] = (0.9, 1.1),
     shear: float = 0.0,
     horizontal_flip: bool = False,
+    fill: str = "zeros",
 ) -> torch.Tensor:
     """Warp float images (B, C, H, W) by per-image random rotation, shift, scale, shear and flip.
 
     `translate` is a fraction of the image size. Random numbers come from `generator` (on the
-    CPU), so a seeded run draws the same warps on any device. Borders fill with zeros, which is
-    the background after normalisation only when the mean is zero; see `fill`.
+    CPU), so a seeded run draws the same warps on any device. Areas uncovered by the warp are
+    filled with zeros (`fill="zeros"`, black: digits' background) or with each image's own
+    background (`fill="border"`: the per-channel median of its outermost pixel ring).
     """
+    if fill not in ("zeros", "border"):
+        raise ValueError(f"fill must be 'zeros' or 'border', got {fill!r}")
     batch = images.shape[0]
     uniform = torch.rand(batch, 6, generator=generator)  # (B, 6) in [0, 1)
     angle = (uniform[:, 0] * 2 - 1) * math.radians(degrees)  # (B,)
@@ -47,7 +51,21 @@ def random_affine(
     theta[:, 1, 2] = shift_y
     theta = theta.to(device=images.device, dtype=images.dtype)
     grid = functional.affine_grid(theta, list(images.shape), align_corners=False)  # (B, H, W, 2)
-    return functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    background = border_background(images) if fill == "border" else torch.zeros_like(images[:, :, :1, :1])
+    # Warping (image - background) with zero padding, then adding the background back, fills the
+    # uncovered area with the background in the same single grid_sample call.
+    warped = functional.grid_sample(
+        images - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return warped + background
+
+
+def border_background(images: torch.Tensor) -> torch.Tensor:
+    """Each image's background colour, (B, C, 1, 1): the median of its outermost ring of pixels."""
+    ring = torch.cat(
+        [images[:, :, 0, :], images[:, :, -1, :], images[:, :, 1:-1, 0], images[:, :, 1:-1, -1]], dim=2
+    )  # (B, C, 2W + 2H - 4)
+    return ring.median(dim=2).values[:, :, None, None]  # (B, C, 1, 1)
 
 
 def random_brightness_contrast(images: torch.Tensor, generator: torch.Generator, strength: float = 0.2) -> torch.Tensor:

@@ -104,13 +104,20 @@ PRESETS: dict[str, dict] = {
         "weight_decay": 5e-4,
         "schedule": "onecycle",
         "augment": "faces",
+        # Faces are close to mirror-symmetric, so a mirrored face is still the same person.
+        "horizontal_flip": True,
     },
 }
 
 # The best digits embeddings within ten CPU minutes: the fast recipe, trained five times longer.
 PRESETS["best"] = {**PRESETS["fast"], "epochs": 60}
+# Any image folder: the faces recipe, but the input size comes from the data (see
+# `siamese.folders.infer_image_size`) and no mirror images, since a mirrored glyph or logo can be
+# another class.
+PRESETS["folder"] = {key: value for key, value in PRESETS["faces"].items() if key != "image_size"}
+PRESETS["folder"]["horizontal_flip"] = False
 
-DEFAULT_PRESET = {"mnist": "mnist", "digits": "mnist", "att_faces": "faces", "folder": "faces"}
+DEFAULT_PRESET = {"mnist": "mnist", "digits": "mnist", "att_faces": "faces", "folder": "folder"}
 
 
 @dataclass
@@ -121,9 +128,12 @@ class TrainConfig:
     dataset: str = "mnist"
     data_root: str | None = None
     download: bool = False
+    class_depth: int = 1
     test_classes: list[str] | None = None
+    test_groups: list[str] | None = None
     test_fraction: float = 0.25
     val_classes: list[str] | None = None
+    val_groups: list[str] | None = None
     val_fraction: float = 0.15
     skip_unreadable: bool = False
     image_size: list[int] | None = None
@@ -152,6 +162,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"
     augment: str = "none"
+    horizontal_flip: bool = False
     # Run
     seed: int = 0
     device: str = "auto"

