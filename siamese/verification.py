@@ -126,25 +126,41 @@ def distance_histogram(distances: np.ndarray, same: np.ndarray, bins: int = 40) 
 
 
 def one_shot_accuracy(
-    embeddings: torch.Tensor, labels: torch.Tensor, ways: int | None = None, draws: int = 200, seed: int = 0
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ways: int | None = None,
+    draws: int = 200,
+    seed: int = 0,
+    class_groups: dict[int, str] | None = None,
 ) -> float:
     """N-way one-shot identification: one random reference per class, every other image a query.
 
     Each draw picks `ways` classes (all when None) and one reference image for each; a query is
     right when its nearest reference has its class. The result is the mean over all queries of all
-    draws. Classes need at least two images (one reference, one query).
+    draws. Classes need at least two images (one reference, one query). With `class_groups`
+    (label -> group), each draw first picks a group with at least `ways` classes and then its
+    classes from that group alone: the within-group task, where the classes are alike.
     """
     labels = labels.cpu()
     embeddings = embeddings.float().cpu()
     classes = [c for c in torch.unique(labels).tolist() if int((labels == c).sum()) >= 2]
     ways = len(classes) if ways is None else ways
-    if ways < 2 or ways > len(classes):
+    pools = [classes]
+    if class_groups is not None:
+        by_group: dict[str, list[int]] = {}
+        for label in classes:
+            by_group.setdefault(class_groups[label], []).append(label)
+        pools = [members for _, members in sorted(by_group.items()) if len(members) >= ways]
+        if not pools:
+            raise ValueError(f"within-group {ways}-way one-shot needs a group with {ways} classes of 2+ images")
+    if ways < 2 or ways > max(len(pool) for pool in pools):
         raise ValueError(f"{ways}-way one-shot needs {ways} classes with two or more images; have {len(classes)}")
     members = {c: torch.nonzero(labels == c).flatten() for c in classes}
     generator = torch.Generator().manual_seed(seed)
     correct = total = 0
     for _ in range(draws):
-        chosen = [classes[i] for i in torch.randperm(len(classes), generator=generator)[:ways].tolist()]
+        pool = pools[int(torch.randint(len(pools), (1,), generator=generator))] if len(pools) > 1 else pools[0]
+        chosen = [pool[i] for i in torch.randperm(len(pool), generator=generator)[:ways].tolist()]
         references = torch.stack(
             [members[c][torch.randint(len(members[c]), (1,), generator=generator)][0] for c in chosen]
         )  # (ways,)

@@ -126,3 +126,16 @@ def test_report_is_json_ready():
     report = verification_report(embeddings, labels, draws=10)
     json.dumps(report)
     assert report["one_shot_ways"] == 4 and report["genuine_pairs"] + report["impostor_pairs"] == 780
+
+
+def test_within_group_one_shot_draws_its_classes_from_one_group_only():
+    # Classes 0 and 2 sit on top of each other but belong to different groups: they are only ever
+    # confused when a draw mixes groups.
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 0.0], [0.0, 10.0]])
+    labels = torch.arange(4).repeat_interleave(4)
+    embeddings = centres[labels] + 0.01 * torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    groups = {0: "latin", 1: "latin", 2: "greek", 3: "greek"}
+    assert one_shot_accuracy(embeddings, labels, ways=2, draws=200, class_groups=groups) == 1.0
+    assert one_shot_accuracy(embeddings, labels, ways=2, draws=200) < 0.95  # mixed draws pair 0 with 2
+    with pytest.raises(ValueError, match="within-group 3-way"):
+        one_shot_accuracy(embeddings, labels, ways=3, class_groups=groups)
