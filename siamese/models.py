@@ -93,6 +93,17 @@ def convnet_neck(flat_features: int, embedding_dim: int, dropout: float) -> nn.S
     return nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat_features, embedding_dim))
 
 
+def stripe_matrix(height: int, parts: int) -> torch.Tensor:
+    """(parts, height) weights averaging the rows of each stripe as adaptive average pooling splits them:
+    stripe i covers rows floor(i * height / parts) to ceil((i + 1) * height / parts) - 1."""
+    weights = torch.zeros(parts, height)
+    for stripe in range(parts):
+        start = (stripe * height) // parts
+        end = -((-(stripe + 1) * height) // parts)  # ceil
+        weights[stripe, start:end] = 1.0 / (end - start)
+    return weights
+
+
 class PartsNeck(nn.Module):
     """One embedding of the whole feature map and one of each of `parts` horizontal stripes.
 
@@ -102,7 +113,9 @@ class PartsNeck(nn.Module):
     people it never saw. Each chunk is unit length; the concatenation is scaled to unit length.
     """
 
-    def __init__(self, channels: int, parts: int, embedding_dim: int, dropout: float):
+    def __init__(
+        self, channels: int, parts: int, embedding_dim: int, dropout: float, feature_height: int | None = None
+    ):
         super().__init__()
         chunks = parts + 1
         if embedding_dim % chunks:
@@ -112,10 +125,20 @@ class PartsNeck(nn.Module):
         # One linear map per chunk, applied together as a batched product.
         self.weight = nn.Parameter(torch.randn(chunks, channels, embedding_dim // chunks) / channels**0.5)
         self.bias = nn.Parameter(torch.zeros(chunks, embedding_dim // chunks))
+        # Stripe pooling as a fixed (P, H) averaging matrix: the same numbers as adaptive average
+        # pooling, in a form every exporter (ONNX too) supports for any height. Not saved: it follows
+        # from the shape alone.
+        self.feature_height = feature_height
+        if feature_height is not None:
+            self.register_buffer("stripe_weights", stripe_matrix(feature_height, parts), persistent=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         whole = features.mean(dim=(2, 3)).unsqueeze(2)  # (B, C, 1)
-        stripes = nn.functional.adaptive_avg_pool2d(features, (self.parts, 1)).flatten(2)  # (B, C, P)
+        if self.feature_height == features.shape[2]:
+            rows = features.mean(dim=3)  # (B, C, H)
+            stripes = torch.einsum("bch,ph->bcp", rows, self.stripe_weights.to(rows.dtype))  # (B, C, P)
+        else:
+            stripes = nn.functional.adaptive_avg_pool2d(features, (self.parts, 1)).flatten(2)  # (B, C, P)
         pooled = self.dropout(torch.cat([whole, stripes], dim=2))  # (B, C, P + 1)
         chunks = torch.einsum("bcp,pcd->bpd", pooled, self.weight) + self.bias  # (B, P + 1, d)
         chunks = nn.functional.normalize(chunks.float(), dim=2)  # (B, P + 1, d), each unit length
@@ -202,15 +225,20 @@ class EmbeddingNet(
         elif architecture == "article":
             self.neck = article_neck(flat_features, self.embedding_dim)
         elif self.parts:
-            self.neck = PartsNeck(self.widths[-1], self.parts, self.embedding_dim, self.dropout)
+            feature_height = self._feature_shape()[1]
+            self.neck = PartsNeck(self.widths[-1], self.parts, self.embedding_dim, self.dropout, feature_height)
         else:
             self.neck = convnet_neck(flat_features, self.embedding_dim, self.dropout)
 
     def _flat_features(self) -> int:
         """Size of the flattened backbone output, found by running a dummy image through it."""
+        return int(torch.tensor(self._feature_shape()).prod())
+
+    def _feature_shape(self) -> tuple[int, ...]:
+        """Shape of the backbone's output for one image, without the batch axis."""
         dummy = torch.zeros(1, self.in_channels, *self.image_size)  # (1, C, H, W)
         with torch.no_grad():
-            return int(self.backbone.eval()(dummy).numel())
+            return tuple(self.backbone.eval()(dummy).shape[1:])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != self.in_channels or tuple(images.shape[2:]) != self.image_size:
