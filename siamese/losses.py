@@ -1,11 +1,31 @@
-"""Contrastive losses, all called as `loss(embeddings, labels)` except the explicit pair loss."""
+"""Contrastive losses, all called as `loss(embeddings, labels)` except the explicit pair loss.
+
+Every loss runs in fp32 even when called inside autocast (bf16 rounding is as large as the
+distances between positive pairs), and none reads a value back to the host: masks weight sums
+instead of selecting elements, so a GPU step never waits on the CPU.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
 
 from siamese.distances import paired_distances, pairwise_distances, squared_pairwise_distances
+
+
+def full_precision(forward):
+    """Run a loss's forward in fp32 with autocast switched off, whatever the caller's precision."""
+
+    @functools.wraps(forward)
+    def wrapped(self, *tensors):
+        device_type = tensors[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(self, *(tensor.float() if tensor.is_floating_point() else tensor for tensor in tensors))
+
+    return wrapped
+
 
 
 def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,13 +63,14 @@ class ContrastiveLoss(nn.Module):
             raise ValueError(f"margin must be positive, got {margin}")
         self.margin = margin
 
+    @full_precision
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_batch(embeddings, labels)
         positive, negative = pair_masks(labels)  # (B, B) each
         squared = squared_pairwise_distances(embeddings, embeddings)  # (B, B)
         distances = squared.clamp_min(1e-12).sqrt()  # (B, B)
-        positive_loss = squared[positive].sum()
-        negative_loss = torch.relu(self.margin - distances[negative]).pow(2).sum()
+        positive_loss = (squared * positive).sum()
+        negative_loss = (torch.relu(self.margin - distances).pow(2) * negative).sum()
         pair_count = positive.sum() + negative.sum()
         return (positive_loss + negative_loss) / pair_count.clamp_min(1)
 
@@ -70,6 +91,7 @@ class TripletLoss(nn.Module):
         self.margin = margin
         self.soft_margin = soft_margin
 
+    @full_precision
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_batch(embeddings, labels)
         distances = pairwise_distances(embeddings)  # (B, B)
@@ -80,12 +102,11 @@ class TripletLoss(nn.Module):
         hardest_positive = torch.where(positive, distances, torch.zeros_like(distances)).amax(dim=1)  # (B,)
         far = torch.finfo(distances.dtype).max
         hardest_negative = torch.where(negative, distances, torch.full_like(distances, far)).amin(dim=1)  # (B,)
-        valid = positive.any(dim=1) & negative.any(dim=1)  # (B,)
-        gap = hardest_positive[valid] - hardest_negative[valid]  # (V,)
+        valid = (positive.any(dim=1) & negative.any(dim=1)).float()  # (B,)
+        gap = (hardest_positive - hardest_negative) * valid  # (B,), zero where the anchor has no triplet
         per_anchor = nn.functional.softplus(gap) if self.soft_margin else torch.relu(gap + self.margin)
-        if per_anchor.numel() == 0:
-            return embeddings.sum() * 0.0
-        return per_anchor.mean()
+        # The mean over valid anchors; a batch with none gives zero, still with a gradient.
+        return (per_anchor * valid).sum() / valid.sum().clamp_min(1) + embeddings.sum() * 0.0
 
 
 class PairContrastiveLoss(nn.Module):
@@ -106,6 +127,7 @@ class PairContrastiveLoss(nn.Module):
         self.margin = margin
         self.different_label = different_label
 
+    @full_precision
     def forward(self, first: torch.Tensor, second: torch.Tensor, pair_labels: torch.Tensor) -> torch.Tensor:
         if first.ndim != 2 or first.shape != second.shape:
             raise ValueError(
@@ -113,8 +135,8 @@ class PairContrastiveLoss(nn.Module):
             )
         if pair_labels.shape != (first.shape[0],):
             raise ValueError(f"pair_labels must have shape ({first.shape[0]},), got {tuple(pair_labels.shape)}")
-        if not torch.all((pair_labels == 0) | (pair_labels == 1)):
-            raise ValueError("pair_labels must hold only 0 and 1")
+        if pair_labels.device.type == "cpu" and not torch.all((pair_labels == 0) | (pair_labels == 1)):
+            raise ValueError("pair_labels must hold only 0 and 1")  # checked where it costs no device sync
         different = (pair_labels == self.different_label).float()  # (N,)
         distances = paired_distances(first, second)  # (N,)
         same_cost = distances.pow(2)
@@ -156,9 +178,12 @@ class CosFaceLoss(nn.Module):
         self.margin = margin
         self.scale = scale
 
+    @full_precision
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_batch(embeddings, labels)
-        if int(labels.max()) >= self.proxies.shape[0] or int(labels.min()) < 0:
+        # The range check reads the labels on the host: free on the CPU, a sync on a GPU, where an
+        # out-of-range label stops the kernel with a device-side assertion instead.
+        if labels.device.type == "cpu" and (int(labels.max()) >= self.proxies.shape[0] or int(labels.min()) < 0):
             raise ValueError(f"labels must lie in [0, {self.proxies.shape[0]}), got {labels.min()}..{labels.max()}")
         cosine = nn.functional.normalize(embeddings.float(), dim=1) @ nn.functional.normalize(self.proxies, dim=1).T
         margins = nn.functional.one_hot(labels, self.proxies.shape[0]).float() * self.margin  # (B, C)
@@ -178,6 +203,7 @@ class PartsLoss(nn.Module):
             raise ValueError("PartsLoss needs at least one part loss")
         self.part_losses = nn.ModuleList(part_losses)
 
+    @full_precision
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         _check_batch(embeddings, labels)
         count = len(self.part_losses)

@@ -209,3 +209,18 @@ def test_parts_loss_gives_each_chunk_its_own_learned_proxies():
     assert [tuple(part.proxies.shape) for part in loss.part_losses] == [(4, 3)] * 5
     with pytest.raises(ValueError, match="must divide into parts"):
         build_loss("cosface", 0.35, embedding_dim=16, class_count=4, parts=4)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet", "cosface", "pair"])
+def test_losses_stay_in_fp32_inside_bf16_autocast(name):
+    from siamese.losses import build_loss
+
+    torch.manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    labels = torch.arange(8).repeat_interleave(2)
+    loss = build_loss(name, 0.5 if name != "pair" else 2.0, embedding_dim=8, class_count=8)
+    plain = loss(embeddings, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(embeddings, labels)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, plain, rtol=1e-6, atol=1e-7)
