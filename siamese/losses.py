@@ -27,7 +27,6 @@ def full_precision(forward):
     return wrapped
 
 
-
 def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks over the upper triangle (i < j) of the batch's pair matrix.
 

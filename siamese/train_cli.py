@@ -119,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)  # how to redo it
-    result = train(config, splits)
+    from siamese.distributed import cleanup
+
+    try:
+        result = train(config, splits)
+    finally:
+        cleanup()  # leaves a torchrun process group; nothing to do in a single process
+    if not result.is_main:
+        return 0  # under torchrun the main process alone writes the model folder and uploads it
     out = save_run(result, config, splits.description, command, result.device)
     print(f"Model folder written to {out}")
     for key, value in result.metrics.items():

@@ -56,6 +56,7 @@ class TrainResult:
     out: Path | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    is_main: bool = True  # False on the other processes of a torchrun job, which save nothing
 
 
 def load_splits(config: TrainConfig) -> Splits:
@@ -354,10 +355,18 @@ def train(
 ) -> TrainResult:
     """Train, evaluate on validation after each epoch, checkpoint, calibrate on validation, test once, return.
 
+    Under torchrun every process trains its share of each global batch (see `siamese.distributed`);
+    the main process alone prints, evaluates and checkpoints, and the others return no metrics.
     `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume);
     `final_evaluation=False` skips the full test-set evaluation (throughput benchmarks).
     """
+    from siamese import distributed
+
     device = pick_device(config.device)
+    topology = distributed.setup(device.type)
+    if topology.distributed and device.type == "cuda":
+        device = torch.device("cuda", topology.local_rank)
+    main = topology.is_main
     precision = pick_precision(device, config.precision)
     configure_backends(device)
     out = Path(config.out)
@@ -365,7 +374,7 @@ def train(
     checkpoint_path = out / CHECKPOINT_NAME
 
     splits = splits or load_splits(config)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(config, splits).to(device)
     # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
     model = model.to(memory_format=torch.channels_last)
@@ -376,8 +385,12 @@ def train(
     loss_function = loss_function.to(device)
     optimizer = build_optimizer(config, [model, loss_function])
     scaler = grad_scaler(device, precision)
-    # The compiled forward shares its parameters with `model`, which is what is saved and evaluated.
-    forward = torch.compile(model) if config.compile else model
+    # The network and the loss (CosFace proxies are parameters) in one module, which DDP wraps.
+    step_module = distributed.ModelAndLoss(torch.compile(model) if config.compile else model, loss_function)
+    if topology.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
     total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs
     schedule = build_schedule(config, optimizer, total_steps)
 
@@ -393,38 +406,43 @@ def train(
         schedule.load_state_dict(state["schedule"])
         history = json.loads(state["history"])
         start_epoch = int(state["epoch"])
-        print(f"Resuming from {checkpoint_path} after epoch {start_epoch} (step {state['step']})")
+        if main:
+            print(f"Resuming from {checkpoint_path} after epoch {start_epoch} (step {state['step']})")
 
     images = splits.train.images.to(device)  # (N, C, H, W) uint8, stays on the device
     labels = splits.train.labels.to(device)  # (N,)
-    print(
-        f"Training {config.architecture} ({sum(p.numel() for p in model.parameters()):,} parameters) on "
-        f"{splits.description.get('name')}: {len(splits.train)} train / {len(splits.test)} test images, "
-        f"device {device}, precision {precision}"
-    )
+    if main:
+        processes = f", {topology.world_size} processes" if topology.distributed else ""
+        print(
+            f"Training {config.architecture} ({sum(p.numel() for p in model.parameters()):,} parameters) on "
+            f"{splits.description.get('name')}: {len(splits.train)} train / {len(splits.test)} test images, "
+            f"device {device}, precision {precision}{processes}"
+        )
+    show_progress = config.progress and main
     train_seconds = history[-1]["train_seconds"] if history else 0.0
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
     for epoch in range(start_epoch, last_epoch):
         model.train()
         loss_function.train()
-        generator = epoch_generator(config.seed, epoch)
+        generator = epoch_generator(config.seed, epoch)  # the same global batches on every rank
+        # Augmentation and dropout draw per rank, so the ranks' shares are not warped alike; one
+        # process keeps the batch generator, as single-process runs always have.
+        augment_generator = epoch_generator(config.seed + 7919 * topology.rank, epoch) if topology.rank else generator
         # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
-        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch + 104_729 * topology.rank)
         batches = list(epoch_batches(config, labels, generator))
-        progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
+        progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
         running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
         seen = 0
         started = time.perf_counter()
-        for batch_index in progress:
-            batch_index = batch_index.to(device, non_blocking=True)
-            batch = images[batch_index].float().div_(255.0)  # (B, C, H, W) in [0, 1]
-            batch = augment_batch(batch, config.augment, generator, config.horizontal_flip)
+        for global_batch in progress:
+            batch_index = distributed.shard(global_batch, topology).to(device, non_blocking=True)
+            batch = images[batch_index].float().div_(255.0)  # (b, C, H, W) in [0, 1]
+            batch = augment_batch(batch, config.augment, augment_generator, config.horizontal_flip)
             batch = normalise(batch, splits.preprocessing).contiguous(memory_format=torch.channels_last)
-            with autocast_context(device, precision):
-                embeddings = forward(batch)  # (B, D)
-            # Distances and losses in fp32, outside autocast: bf16 rounding is the size of the
-            # distances between positive pairs.
-            loss = loss_function(embeddings.float(), labels[batch_index])
+            # Embeddings under autocast; distances and losses in fp32 outside it (bf16 rounding is
+            # the size of the distances between positive pairs).
+            loss = step_module(batch, labels[batch_index], lambda: autocast_context(device, precision))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -432,7 +450,7 @@ def train(
             schedule.step()
             running_loss += loss.detach()
             seen += 1
-            if config.progress and seen % LOG_EVERY_STEPS == 0:
+            if show_progress and seen % LOG_EVERY_STEPS == 0:
                 progress.set_postfix(loss=f"{float(running_loss) / seen:.4f}")
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -442,40 +460,50 @@ def train(
             "loss": float(running_loss) / max(seen, 1),
             "train_seconds": round(train_seconds, 3),
         }
-        if config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        if main and config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             record.update(_short_metrics(evaluate(model, splits, config, precision, final=False)))
         history.append(record)
-        print(_format_record(record))
-        if epoch == start_epoch and last_epoch - start_epoch > 1:
-            remaining = (last_epoch - epoch - 1) * (time.perf_counter() - started)
-            print(
-                f"epoch {epoch + 1} took {_duration(time.perf_counter() - started)}; about {_duration(remaining)} "
-                f"more for the remaining {last_epoch - epoch - 1} epochs (evaluation included)"
+        if main:
+            print(_format_record(record))
+            if epoch == start_epoch and last_epoch - start_epoch > 1:
+                remaining = (last_epoch - epoch - 1) * (time.perf_counter() - started)
+                print(
+                    f"epoch {epoch + 1} took {_duration(time.perf_counter() - started)}; about "
+                    f"{_duration(remaining)} more for the remaining {last_epoch - epoch - 1} epochs (evaluation "
+                    f"included)"
+                )
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "loss": loss_function.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "config": config.to_dict(),
+                    "epoch": epoch + 1,
+                    "step": (epoch + 1) * len(batches),
+                    "history": json.dumps(history),
+                },
+                checkpoint_path,
             )
-        atomic_torch_save(
-            {
-                "model": model.state_dict(),
-                "loss": loss_function.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "scaler": scaler.state_dict(),
-                "config": config.to_dict(),
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * len(batches),
-                "history": json.dumps(history),
-            },
-            checkpoint_path,
-        )
+        if topology.distributed:
+            torch.distributed.barrier()  # the others wait while the main process evaluates and saves
 
     model.eval()
     finished = bool(history) and history[-1]["epoch"] == config.epochs
     metrics = {}
-    if finished and final_evaluation:
+    if finished and final_evaluation and main:
         # Thresholds first, from validation alone; the test set then only measures them.
         model.calibration = calibrate_on_validation(model, splits, config, precision)
         metrics = evaluate(model, splits, config, precision, final=True)
     return TrainResult(
-        model=model.cpu(), metrics=metrics, history=history, out=out, device=str(device), precision=precision
+        model=model.cpu(),
+        metrics=metrics,
+        history=history,
+        out=out,
+        device=str(device),
+        precision=precision,
+        is_main=main,
     )
 
 
