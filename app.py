@@ -15,6 +15,7 @@ import html
 import os
 import socket
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +27,17 @@ from siamese import examples as example_data
 from siamese.calibration import verdict
 from siamese.distances import similarity_from_distance
 from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
-from siamese.gallery import Gallery, Ranking, label_from_filename
+from siamese.gallery import Gallery, Ranking, label_from_filename, rank_in_index
+from siamese.index import GalleryFileError, GalleryIndex
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_MODELS = {"mnist": HERE / "pretrained" / "mnist", "faces": HERE / "pretrained" / "faces"}
 MODELS_ENV = "SIAMESE_MODELS"
 MAX_GALLERY_IMAGES = 1000
 MAX_MAP_IMAGES = 50
-MAX_FILE_SIZE = "10mb"
+# Large enough for a saved gallery of ~150,000 160-d embeddings; images are also capped by pixel count.
+MAX_FILE_SIZE = "100mb"
+EMBEDDING_CACHE_SIZE = 20_000  # embeddings kept per server, keyed by (model, image content)
 CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
@@ -61,13 +65,15 @@ class ModelSpec:
 
 @dataclass
 class GalleryState:
-    """What a session's gallery tab holds: the embedded gallery, and the files to re-embed it from."""
+    """What a session's gallery tab holds: an embedded gallery and the files to re-embed it from, or a
+    saved gallery file (`index`, from `siamese embed`), which holds embeddings but no images."""
 
     model_name: str
-    gallery: Gallery
+    gallery: Gallery | None
     paths: list[str]
     labels: list[str]
     names: list[str] = field(default_factory=list)
+    index: GalleryIndex | None = None
 
 
 def _user_error(error: Exception) -> gr.Error:
@@ -139,6 +145,9 @@ class SimilarityApp:
         self.faces_root = faces_root
         self.download_faces = download_faces
         self.maps = MapCache(capacity=8)
+        self.embedding_cache: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.last_embedded = 0
 
     # ----- shared helpers -----
 
@@ -273,6 +282,27 @@ class SimilarityApp:
         labels = [label_from_filename(name) for name in names]
         return self._gallery_outputs(self._embed_gallery(model_name, paths, labels, names))
 
+    def load_saved_gallery(self, model_name, file):
+        """A gallery file written by `siamese embed`: any size, searched through its index, no re-embedding."""
+        paths = _file_paths(file)
+        if not paths:
+            raise gr.Error("Upload a gallery file (.safetensors) written by `siamese embed`.", print_exception=False)
+        model = self.registry.get(model_name)
+        try:
+            index = GalleryIndex.load(paths[0])
+            index.check_model(None, model.embedding_dim)
+        except GalleryFileError as error:
+            raise _user_error(error) from error
+        counts = len(set(index.labels))
+        made_with = f" (embedded with `{index.model_id}`)" if index.model_id else ""
+        summary = (
+            f"Saved gallery: **{len(index):,}** embeddings, **{counts:,}** labels{made_with}, searched with "
+            f"{'an exact search' if index.backend == 'exact' else 'a FAISS index'}. Queries are embedded with "
+            f"`{model_name}`: use the model that made the gallery."
+        )
+        state = GalleryState(model_name, None, [], index.labels, index.paths, index=index)
+        return state, summary, []
+
     def _embed_gallery(self, model_name, paths, labels, names) -> GalleryState:
         from siamese.images import ImageError, prepare_image
 
@@ -307,13 +337,31 @@ class SimilarityApp:
             gr.Warning(f"Dropped {duplicates} duplicate image(s) that repeat an image with the same label.")
         if conflicts:
             gr.Warning(f"The same image carries different labels: {'; '.join(conflicts[:3])}. Both are kept.")
-        gallery = Gallery(self.embed(model, torch.stack(images)), kept_labels, kept_names)
+        gallery = Gallery(self._embed_cached(model_name, model, images), kept_labels, kept_names)
         if len(gallery.label_names) == 1:
             gr.Warning(
                 f"The gallery has a single label ({gallery.label_names[0]!r}): every query gets that label unless it "
                 "lies beyond the threshold, and there is no margin to a second label."
             )
         return GalleryState(model_name, gallery, kept_paths, kept_labels, kept_names)
+
+    def _embed_cached(self, model_name: str, model, images: list[torch.Tensor]) -> torch.Tensor:
+        """Embeddings (N, D) of prepared images; those this model already embedded come from the cache,
+        so switching models back and forth re-embeds only what it must."""
+        keys = [(model_name, hashlib.sha1(image.numpy().tobytes()).digest()) for image in images]
+        with self._cache_lock:
+            missing = [position for position, key in enumerate(keys) if key not in self.embedding_cache]
+        if missing:
+            fresh = self.embed(model, torch.stack([images[position] for position in missing]))  # (M, D)
+            with self._cache_lock:
+                for position, embedding in zip(missing, fresh, strict=True):
+                    self.embedding_cache[keys[position]] = embedding
+                    self.embedding_cache.move_to_end(keys[position])
+                while len(self.embedding_cache) > EMBEDDING_CACHE_SIZE:
+                    self.embedding_cache.popitem(last=False)
+        with self._cache_lock:
+            self.last_embedded = len(missing)
+            return torch.stack([self.embedding_cache[key] for key in keys])  # (N, D)
 
     def _gallery_outputs(self, state: GalleryState):
         gallery = state.gallery
@@ -331,6 +379,8 @@ class SimilarityApp:
         if state is None:
             raise gr.Error("Build a gallery first: upload labelled images or load the example gallery.")
         model = self.registry.get(model_name)
+        if state.index is not None:
+            return self._rank_in_saved_gallery(model_name, model, state, drawing, upload, top_k)
         if state.model_name != model_name:
             gr.Info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
             state = self._embed_gallery(model_name, state.paths, state.labels, state.names)
@@ -350,6 +400,29 @@ class SimilarityApp:
         ]
         matches = [(state.paths[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches]
         return state, ranking_markdown(ranking), rows, matches
+
+    def _rank_in_saved_gallery(self, model_name, model, state: GalleryState, drawing, upload, top_k):
+        if model_name != state.model_name:
+            raise gr.Error(
+                f"This saved gallery was loaded for `{state.model_name}` and holds no images to re-embed: pick "
+                f"`{state.model_name}` again, or load a gallery embedded with `{model_name}`.",
+                print_exception=False,
+            )
+        source, name = _pick_source(drawing, upload, "query")
+        query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
+        threshold, margin = self.gallery_thresholds(model)
+        ranking = rank_in_index(state.index, query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
+        rows = [
+            [
+                position + 1,
+                match.label,
+                round(match.distance, 4),
+                round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
+                state.index.paths[match.index],
+            ]
+            for position, match in enumerate(ranking.matches)
+        ]
+        return state, ranking_markdown(ranking), rows, []
 
     # ----- tab 3: t-SNE map -----
 
@@ -707,6 +780,12 @@ def build_demo(
                         )
                         per_label = gr.Slider(1, 100, value=1, step=1, label="Images per label", elem_id="per_label")
                     example_button = gr.Button("Load example gallery", elem_id="load_example_gallery_button")
+                    saved_gallery = gr.File(
+                        label="Or a saved gallery of any size (.safetensors from `siamese embed`)",
+                        file_types=[".safetensors"],
+                        elem_id="saved_gallery_file",
+                    )
+                    saved_button = gr.Button("Load saved gallery", elem_id="load_saved_gallery_button")
                 with gr.Column():
                     gallery_status = gr.Markdown("No gallery yet.", elem_id="gallery_status")
                     gallery_preview = gr.Gallery(label="Gallery", columns=8, height=260, elem_id="gallery_preview")
@@ -778,6 +857,12 @@ def build_demo(
             [model_name, example_kind, per_label],
             [gallery_state, gallery_status, gallery_preview],
             api_name="load_example_gallery",
+        )
+        saved_button.click(
+            app.load_saved_gallery,
+            [model_name, saved_gallery],
+            [gallery_state, gallery_status, gallery_preview],
+            api_name="load_saved_gallery",
         )
         rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
         map_button.click(embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map")

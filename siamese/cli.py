@@ -156,7 +156,7 @@ def search_gallery(
     gallery_file: str | Path, queries: list[str], model_source: str | None = None, top_k: int = 5
 ) -> list[dict]:
     """Rank each query image against a gallery file; each result has the matches and the calibrated verdict."""
-    from siamese.gallery import Gallery
+    from siamese.gallery import rank_in_index
     from siamese.hub import load_model
     from siamese.index import GalleryIndex
 
@@ -167,22 +167,20 @@ def search_gallery(
     model = load_model(source, revision=None if model_source else index.revision)
     index.check_model(_model_id(source) if model_source else index.model_id, model.embedding_dim)
     calibration = model.calibration or {}
-    threshold = calibration.get("gallery_threshold", calibration.get("threshold"))
     results = []
     for query in queries:
-        embedding = model.encode(query)  # (1, D)
-        # More neighbours than shown, so the nearest reference of a second label is among them for the margin.
-        distances, indices = index.search(embedding, top_k=min(len(index), max(top_k, 32)))
+        ranking = rank_in_index(
+            index,
+            model.encode(query)[0],
+            top_k=max(top_k, 1),
+            threshold=calibration.get("gallery_threshold", calibration.get("threshold")),
+            caution_margin=calibration.get("caution_margin"),
+        )
         matches = [
-            {"rank": rank + 1, "label": index.labels[i], "distance": float(d), "path": index.paths[i]}
-            for rank, (d, i) in enumerate(zip(distances[0].tolist(), indices[0].tolist(), strict=True))
-            if i >= 0
+            {"rank": rank + 1, "label": match.label, "distance": match.distance, "path": index.paths[match.index]}
+            for rank, match in enumerate(ranking.matches)
         ]
-        # The verdict and the caution come from the same code the app uses, on the nearest references.
-        nearest = Gallery(index.embeddings_of(indices[0]), [m["label"] for m in matches])
-        margin = calibration.get("caution_margin")
-        ranking = nearest.rank(embedding[0], top_k=top_k, threshold=threshold, caution_margin=margin)
-        results.append({"query": query, "matches": matches[:top_k], "ranking": ranking})
+        results.append({"query": query, "matches": matches, "ranking": ranking})
     return results
 
 

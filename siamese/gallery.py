@@ -153,3 +153,28 @@ class Gallery:
             caution=caution,
             caution_margin=caution_margin,
         )
+
+
+def rank_in_index(
+    index,
+    query_embedding: torch.Tensor,
+    top_k: int = 5,
+    threshold: float | None = None,
+    caution_margin: float | None = None,
+    candidates: int = 32,
+) -> Ranking:
+    """`Gallery.rank` over a `siamese.index.GalleryIndex` of any size: the index finds the nearest
+    `candidates` references, and the verdict, margin and caution are decided among them (enough
+    for the nearest reference of a second label to be there in practice)."""
+    query = query_embedding.detach().float().cpu().reshape(1, -1)  # (1, D)
+    _, indices = index.search(query, top_k=min(len(index), max(top_k, candidates)))  # (1, k)
+    kept = [position for position in indices[0].tolist() if position >= 0]
+    nearest = Gallery(
+        index.embeddings_of(kept),
+        [index.labels[position] for position in kept],
+        [index.paths[position] for position in kept],
+    )
+    ranking = nearest.rank(query[0], top_k=top_k, threshold=threshold, caution_margin=caution_margin)
+    for match in ranking.matches:
+        match.index = kept[match.index]  # positions in the whole index, not among the candidates
+    return ranking
