@@ -185,11 +185,13 @@ def build_optimizer(config: TrainConfig, modules: list[nn.Module]) -> torch.opti
     raise ValueError(f"optimizer must be adam, adamw or sgd, got {config.optimizer!r}")
 
 
-def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
+def steps_per_epoch(config: TrainConfig, train_size: int, class_count: int | None = None) -> int:
     if config.sampler == "shuffle":
         return math.ceil(train_size / config.batch_size)
     if config.sampler == "balanced":
-        return max(1, train_size // (config.classes_per_batch * config.samples_per_class))
+        # The sampler shrinks a batch to the classes there are; count the batches it will make.
+        classes_per_batch = min(config.classes_per_batch, class_count or config.classes_per_batch)
+        return max(1, train_size // (classes_per_batch * config.samples_per_class))
     if config.sampler == "pairs":
         # 0 pairs per epoch means one pair per training image, as the faces article's data set does.
         pairs = config.pairs_per_epoch or train_size
@@ -391,7 +393,7 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
-    total_steps = steps_per_epoch(config, len(splits.train)) * config.epochs
+    total_steps = steps_per_epoch(config, len(splits.train), class_count) * config.epochs
     schedule = build_schedule(config, optimizer, total_steps)
 
     history: list[dict] = []

@@ -126,3 +126,21 @@ def test_part_embeddings_with_a_network_that_cannot_have_them_is_a_clear_error(c
     with pytest.raises(ValueError, match="add --parts 0"):
         build_config({"dataset": "att_faces", **change})
     assert build_config({"dataset": "att_faces", "parts": 0, **change}).parts == 0
+
+
+def test_a_batch_asking_for_more_classes_than_there_are_trains_a_full_schedule(tmp_path):
+    from siamese.config import build_config
+    from siamese.data import ImageSet, Splits
+    from siamese.training import train
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (24, 1, 8, 8), generator=generator, dtype=torch.uint8)
+    labels = torch.arange(3).repeat_interleave(8)  # 3 classes, while the batch asks for 10
+    splits = Splits(ImageSet(images, labels, list("abc")), ImageSet(images, labels, list("abc")), {}, {"name": "toy"})
+    config = build_config(
+        {"dataset": "folder", "preset": "fast", "architecture": "convnet", "widths": [4], "embedding_dim": 4,
+         "classes_per_batch": 10, "samples_per_class": 2, "epochs": 2, "schedule": "onecycle",
+         "precision": "fp32", "progress": False, "eval_every": 0, "out": str(tmp_path / "m")}
+    )  # fmt: skip
+    result = train(config, splits, final_evaluation=False)  # OneCycleLR refuses a step beyond its total
+    assert [record["epoch"] for record in result.history] == [1, 2]
