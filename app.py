@@ -42,6 +42,10 @@ CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
 PREVIEW_IMAGES = 40
+MAP_METHOD = (
+    "Method: scikit-learn's Barnes-Hut t-SNE of the embeddings (PCA start, seed 0, 500 iterations), drawn with "
+    "WebGL above 2,000 points."
+)
 
 
 @dataclass
@@ -451,7 +455,7 @@ class SimilarityApp:
                 return compute_map(embeddings, examples.labels[chosen].numpy(), examples.class_names, perplexity)
 
             embedding_map = self.maps.get(key, compute)
-            note = f"Reference set: {len(embedding_map)} images from {examples.source}" + (
+            note = f"{MAP_METHOD} Reference set: {len(embedding_map)} images from {examples.source}" + (
                 " (map from the cache)." if cached else "."
             )
         else:
@@ -808,7 +812,7 @@ def build_demo(
 
         with gr.Tab("Interactive t-SNE", elem_id="map_tab"), gr.Row():
             with gr.Column(scale=1):
-                points = gr.Slider(100, 5000, value=1000, step=100, label="Reference points", elem_id="map_points")
+                points = gr.Slider(100, 10_000, value=1000, step=100, label="Reference points", elem_id="map_points")
                 perplexity = gr.Slider(5, 50, value=30, step=1, label="Perplexity", elem_id="map_perplexity")
                 map_files = gr.File(
                     label="Your images to place on the map",
