@@ -38,20 +38,6 @@ MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Hidden and temporary files, and pickles (a training checkpoint), never go to the Hub.
 UPLOAD_IGNORED = [".*", "*.tmp", *(f"*{suffix}" for suffix in PICKLE_SUFFIXES)]
-CONFIG_KEYS = (
-    "architecture",
-    "embedding_dim",
-    "in_channels",
-    "image_size",
-    "widths",
-    "dropout",
-    "normalize",
-    "pooling",
-    "parts",
-    "preprocessing",
-    "calibration",
-    "training",
-)
 
 
 class ModelLoadError(RuntimeError):

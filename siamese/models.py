@@ -310,18 +310,14 @@ class EmbeddingNet(
         return ModelConfig.from_dict(self.config_dict())
 
     def config_dict(self) -> dict:
-        """Everything `config.json` holds: the constructor arguments as they are now."""
+        """Everything `config.json` holds: the network's fields (`siamese.model_config.NETWORK_FIELDS`),
+        its preprocessing, calibration and provenance."""
+        from siamese.model_config import NETWORK_FIELDS
+
+        values = {key: getattr(self, "backbone_name" if key == "backbone" else key) for key in NETWORK_FIELDS}
+        values.update(image_size=list(self.image_size), widths=list(self.widths))
         return {
-            "architecture": self.architecture,
-            "embedding_dim": self.embedding_dim,
-            "in_channels": self.in_channels,
-            "image_size": list(self.image_size),
-            "widths": list(self.widths),
-            "dropout": self.dropout,
-            "normalize": self.normalize,
-            "pooling": self.pooling,
-            "parts": self.parts,
-            "backbone": self.backbone_name,
+            **values,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
             "training": self.training_info,

@@ -151,19 +151,18 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
         source = parse_backbone(config.backbone)
         backbone = resolve_architecture(source)  # saved models rebuild this, with no download
         training["backbone"] = {"source": config.backbone, "pretrained": config.pretrained}
-    model = EmbeddingNet(
-        architecture=config.architecture,
+    from siamese.model_config import NETWORK_FIELDS, ModelConfig
+
+    # The network's fields come from the training config by name: one list, in siamese.model_config.
+    network = {key: getattr(config, key) for key in NETWORK_FIELDS if hasattr(config, key)}
+    network.update(
         backbone=backbone,
-        embedding_dim=config.embedding_dim,
         in_channels=int(channels),
         image_size=(int(height), int(width)),
         widths=tuple(config.widths or (32, 64, 128)),
-        dropout=config.dropout,
-        normalize=config.normalize,
-        pooling=config.pooling,
-        parts=config.parts,
-        preprocessing=splits.preprocessing,
-        training=training,
+    )
+    model = EmbeddingNet.from_config(
+        ModelConfig.from_dict({**network, "preprocessing": splits.preprocessing, "training": training})
     )
     if config.backbone and config.pretrained:
         from siamese.backbones import create_backbone
