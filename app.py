@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
+import io
 import os
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ CONCURRENCY_LIMIT = 2
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
 PREVIEW_IMAGES = 40
+PREVIEW_FOLDER = Path(tempfile.gettempdir()) / "siamese_previews"
 
 
 @dataclass
@@ -462,6 +465,28 @@ def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
     return np.concatenate(padded, axis=1)
 
 
+def _preview_file(image: np.ndarray) -> str:
+    """A (H, W, 3) preview as a PNG named by its content, written once under a temporary name, then renamed.
+
+    Gradio saves an array output by rewriting, in place, a file named by the image's hash, so two requests with
+    the same preview truncate that file while a client may be downloading it (h11 "Too little data for declared
+    Content-Length"). A path output is copied into Gradio's cache atomically instead, and this file never changes.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = PREVIEW_FOLDER / f"{hashlib.sha256(data).hexdigest()}.png"
+    if not path.exists():
+        PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=PREVIEW_FOLDER, suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    return str(path)
+
+
 def _nearest_classes(embedding_map, embeddings: torch.Tensor) -> list[str]:
     from siamese.distances import squared_pairwise_distances
 
@@ -699,6 +724,10 @@ def build_demo(
         def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
             return app.embedding_map(model_name, points, perplexity, files, progress=progress)
 
+        def compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b):
+            verdict, details, plot, preview = app.compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b)
+            return verdict, details, plot, _preview_file(preview)  # a file, not an array: see _preview_file
+
         # Clicking an example fills the inputs and then runs the tab's action, like pressing its button.
         pair_inputs = [model_name, drawing_a, upload_a, drawing_b, upload_b]
         pair_outputs = [pair_verdict, pair_details, pair_plot, pair_preview]
@@ -706,7 +735,7 @@ def build_demo(
         rank_outputs = [gallery_state, rank_verdict, rank_table, rank_matches]
         for examples in pair_examples:
             examples.load_input_event.then(
-                app.compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
+                compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
             )
         for examples in query_examples:
             examples.load_input_event.then(
@@ -719,7 +748,7 @@ def build_demo(
 
         model_name.change(app.model_info, model_name, about, api_name="model_info")
         demo.load(app.model_info, model_name, about, api_visibility="private")
-        compare_button.click(app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
+        compare_button.click(compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
         build_button.click(
             app.build_gallery,
             [model_name, gallery_files, captions],
