@@ -35,7 +35,10 @@ MODELS_ENV = "SIAMESE_MODELS"
 MAX_GALLERY_IMAGES = 1000
 MAX_MAP_IMAGES = 50
 MAX_FILE_SIZE = "10mb"
-CONCURRENCY_LIMIT = 2
+# Per event. The handlers hold the GIL most of the time, so more slots add no throughput, but with 8 the pair and
+# gallery queues share the CPU evenly (benchmarks/app_load.py: p95 1.5 s instead of 1.9-2.1 s at 32 clients).
+CONCURRENCY_LIMIT = 8
+MAP_CONCURRENCY_LIMIT = 2  # t-SNE takes seconds of CPU: no more at once than before
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
 PREVIEW_IMAGES = 40
@@ -743,7 +746,12 @@ def build_demo(
             )
         map_inputs = [model_name, points, perplexity, map_files]
         map_examples.load_input_event.then(
-            embedding_map, map_inputs, [map_plot, map_note], api_name="example_map", api_visibility="private"
+            embedding_map,
+            map_inputs,
+            [map_plot, map_note],
+            api_name="example_map",
+            api_visibility="private",
+            concurrency_limit=MAP_CONCURRENCY_LIMIT,
         )
 
         model_name.change(app.model_info, model_name, about, api_name="model_info")
@@ -762,7 +770,13 @@ def build_demo(
             api_name="load_example_gallery",
         )
         rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
-        map_button.click(embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map")
+        map_button.click(
+            embedding_map,
+            map_inputs,
+            [map_plot, map_note],
+            api_name="embedding_map",
+            concurrency_limit=MAP_CONCURRENCY_LIMIT,
+        )
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo
 

@@ -342,6 +342,11 @@ def main() -> None:
         )
     growth = rss_growth(result["rss"], args.warmup, RSS_WINDOW)
     print(f"server RSS: {rss_before_load:.0f} MB before the load, {result['rss'][-1][1]:.0f} MB at the end")
+    milestones = [
+        next((f"{rss:.0f} MB at {count}" for count, rss in result["rss"] if count >= mark), None)
+        for mark in range(0, tally.completed + 1, RSS_WINDOW)
+    ]
+    print("  by requests done: " + "; ".join(filter(None, milestones)))
 
     single_p50 = statistics.median(single_all)
     p95 = percentile(rows["all"], 95)
