@@ -2,6 +2,8 @@
 
     python benchmarks/app_load.py                        # 32 workers, 60 s or 5,000 requests, bundled models
     python benchmarks/app_load.py --workers 8 --duration 30 --concurrency-limit 4
+    python benchmarks/app_load.py --images 2 --query-share 0   # every request the same pair: identical outputs
+    python benchmarks/app_load.py --reuse-ssl-context          # without gradio_client's per-call TLS setup cost
 
 Starts `app.py` in a subprocess on a free local port (its own GRADIO_TEMP_DIR, stderr kept to count server-side
 errors), measures single-client latency first, then runs N gradio_client workers, each in its own session,
@@ -11,8 +13,8 @@ request limit, or when a request outlives its timeout; the server is always term
 
 Reports requests, errors by type, p50/p95/p99 latency, throughput, the single-client latency of the same run,
 server-side protocol errors from its log, and the server's RSS growth over 1,000 requests (after a warm-up),
-next to the targets. The workers are threads in this one process, so on a small machine the clients compete
-with the server for CPU: figures from a shared 2-core machine are inflated.
+next to the targets, and the CPU time of server and clients. The workers are threads in this one process, so on
+a small machine the clients compete with the server for CPU: figures from a shared 2-core machine are inflated.
 """
 
 from __future__ import annotations
