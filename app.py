@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
+import io
 import os
 import socket
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,10 +40,14 @@ MAX_MAP_IMAGES = 50
 # Large enough for a saved gallery of ~150,000 160-d embeddings; images are also capped by pixel count.
 MAX_FILE_SIZE = "100mb"
 EMBEDDING_CACHE_SIZE = 20_000  # embeddings kept per server, keyed by (model, image content)
-CONCURRENCY_LIMIT = 2
+# Per event. The handlers hold the GIL most of the time, so more slots add no throughput, but with 8 the pair and
+# gallery queues share the CPU evenly (benchmarks/app_load.py: p95 1.5 s instead of 1.9-2.1 s at 32 clients).
+CONCURRENCY_LIMIT = 8
+MAP_CONCURRENCY_LIMIT = 2  # t-SNE takes seconds of CPU: no more at once than before
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
 PREVIEW_IMAGES = 40
+PREVIEW_FOLDER = Path(tempfile.gettempdir()) / "siamese_previews"
 MAP_METHOD = (
     "Method: scikit-learn's Barnes-Hut t-SNE of the embeddings (PCA start, seed 0, 500 iterations), drawn with "
     "WebGL above 2,000 points."
@@ -554,6 +560,28 @@ def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
     return np.concatenate(padded, axis=1)
 
 
+def _preview_file(image: np.ndarray) -> str:
+    """A (H, W, 3) preview as a PNG named by its content, written once under a temporary name, then renamed.
+
+    Gradio saves an array output by rewriting, in place, a file named by the image's hash, so two requests with
+    the same preview truncate that file while a client may be downloading it (h11 "Too little data for declared
+    Content-Length"). A path output is copied into Gradio's cache atomically instead, and this file never changes.
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = PREVIEW_FOLDER / f"{hashlib.sha256(data).hexdigest()}.png"
+    if not path.exists():
+        PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=PREVIEW_FOLDER, suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    return str(path)
+
+
 def _nearest_classes(embedding_map, embeddings: torch.Tensor) -> list[str]:
     from siamese.distances import squared_pairwise_distances
 
@@ -829,6 +857,10 @@ def build_demo(
         def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
             return app.embedding_map(model_name, points, perplexity, files, progress=progress)
 
+        def compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b):
+            verdict, details, plot, preview = app.compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b)
+            return verdict, details, plot, _preview_file(preview)  # a file, not an array: see _preview_file
+
         # Clicking an example fills the inputs and then runs the tab's action, like pressing its button.
         pair_inputs = [model_name, drawing_a, upload_a, drawing_b, upload_b]
         pair_outputs = [pair_verdict, pair_details, pair_plot, pair_preview]
@@ -836,7 +868,7 @@ def build_demo(
         rank_outputs = [gallery_state, rank_verdict, rank_table, rank_matches]
         for examples in pair_examples:
             examples.load_input_event.then(
-                app.compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
+                compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
             )
         for examples in query_examples:
             examples.load_input_event.then(
@@ -844,12 +876,17 @@ def build_demo(
             )
         map_inputs = [model_name, points, perplexity, map_files]
         map_examples.load_input_event.then(
-            embedding_map, map_inputs, [map_plot, map_note], api_name="example_map", api_visibility="private"
+            embedding_map,
+            map_inputs,
+            [map_plot, map_note],
+            api_name="example_map",
+            api_visibility="private",
+            concurrency_limit=MAP_CONCURRENCY_LIMIT,
         )
 
         model_name.change(app.model_info, model_name, about, api_name="model_info")
         demo.load(app.model_info, model_name, about, api_visibility="private")
-        compare_button.click(app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
+        compare_button.click(compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
         build_button.click(
             app.build_gallery,
             [model_name, gallery_files, captions],
@@ -869,7 +906,13 @@ def build_demo(
             api_name="load_saved_gallery",
         )
         rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
-        map_button.click(embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map")
+        map_button.click(
+            embedding_map,
+            map_inputs,
+            [map_plot, map_note],
+            api_name="embedding_map",
+            concurrency_limit=MAP_CONCURRENCY_LIMIT,
+        )
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo
 
