@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("siamese.images", reason="siamese.images (safe image loading) is not in this checkout yet")
 gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402

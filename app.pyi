@@ -1,0 +1,1129 @@
+"""Siamese image similarity: a Gradio app for pairs, one-shot galleries and t-SNE maps.
+
+    python app.py                         # the bundled models in pretrained/, example data built in
+    python app.py --model user/repo       # add a Hub model (repeatable; or SIAMESE_MODELS=a/b,c/d)
+
+The handlers live in `SimilarityApp` (plain methods, tested directly); `build_demo` lays them out;
+`main` parses the command line and launches. Runs unchanged as a Hugging Face Space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from siamese import examples as example_data
+from siamese.calibration import nearest_reference_distances, out_of_distribution_limit, verdict
+from siamese.distances import similarity_from_distance
+from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
+from siamese.gallery import Gallery, Ranking, label_from_filename
+from siamese.model_card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
+
+HERE = Path(__file__).resolve().parent
+BUNDLED_MODELS = {"mnist": HERE / "pretrained" / "mnist", "faces": HERE / "pretrained" / "faces"}
+MODELS_ENV = "SIAMESE_MODELS"
+MAX_GALLERY_IMAGES = 1000
+MAX_MAP_IMAGES = 50
+MAX_FILE_SIZE = "10mb"
+CONCURRENCY_LIMIT = 2
+QUEUE_SIZE = 64
+MAP_NEIGHBOURS = 5
+PREVIEW_IMAGES = 40
+THUMBNAIL_SIZE = 96
+# Smaller sides or flatter images carry nothing to compare: a clear error, not a meaningless verdict.
+MIN_SIDE = 8
+BLANK_CONTRAST = 8
+# Reference sample for the out-of-distribution caution (balanced over classes, from the model's examples).
+OUT_OF_DISTRIBUTION_REFERENCES = 500
+# Formats every browser shows; others (.pgm, .tif, ...) are shown as a PNG copy.
+BROWSER_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
+# A file-system path in free text: any run of non-space characters holding a slash.
+_PATH_PATTERN = re.compile(r"[^\s`'\",;()]*/[^\s`'\",;()]*")
+
+
+@dataclass
+class ModelSpec:
+    """A model the app offers: a display name and a local folder or Hub repo id (optionally `repo@revision`)."""
+
+    name: str
+    source: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        source, _, revision = text.strip().partition("@")
+        name = Path(source).name if Path(source).is_dir() else source
+        return cls(name=name, source=source, revision=revision or None)
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_dir()
+
+
+@dataclass
+class GalleryState:
+    """A session's gallery: embeddings with labels (`gallery`) and a small picture of each reference.
+
+    `paths` are the files it was embedded from, so it can be re-embedded when the model changes;
+    a gallery from another source (saved embeddings) has none and stays tied to `model_name`.
+    """
+
+    model_name: str
+    gallery: Gallery
+    thumbnails: list[np.ndarray]
+    paths: list[str] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.gallery.labels
+
+    @property
+    def names(self) -> list[str]:
+        return self.gallery.names
+
+
+@dataclass
+class OutOfDistributionCheck:
+    """Embeddings of a model's own example images, and the nearest-reference distance beyond which an input
+    looks unlike them (`siamese.calibration.out_of_distribution_limit`)."""
+
+    references: torch.Tensor
+    limit: float
+    description: str
+
+
+def user_error(message: str) -> gr.Error:
+    """A gr.Error for a mistake the user can fix: shown in the page, kept out of the server log."""
+    return gr.Error(message, print_exception=False)
+
+
+def _user_error(error: Exception) -> gr.Error:
+    return user_error(str(error))
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image for uploads, handing the handler the uploaded file untouched.
+
+    gr.Image would open the file with PIL before the handler runs, so a damaged file or a
+    decompression bomb became a traceback; siamese.images decodes it instead, with a clear message.
+    """
+
+    is_template = True  # the browser side is gr.Image's own
+
+    def preprocess(self, payload):
+        return None if payload is None else payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+class ModelRegistry:
+    """Loads models on first use (local folders at start-up, so a broken one is reported at once)."""
+
+    def __init__(self, specs: list[ModelSpec]):
+        self.specs = {spec.name: spec for spec in specs}
+        self.models: dict[str, torch.nn.Module] = {}
+        self.metrics: dict[str, dict | None] = {}
+        self.notes: list[str] = []
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    def load_local(self, missing: dict[str, Path] | None = None) -> None:
+        """Load every local model now; drop (with a note) those that fail, and note the `missing` ones."""
+        for name, folder in (missing or {}).items():
+            self.notes.append(f"Model `{name}` is not available: `{folder}` does not exist (not trained yet?).")
+        for spec in list(self.specs.values()):
+            if spec.is_local:
+                try:
+                    self.get(spec.name)
+                except gr.Error as error:
+                    del self.specs[spec.name]
+                    self.notes.append(f"Model `{spec.name}` was skipped: {error.message}")
+
+    def get(self, name: str | None) -> torch.nn.Module:
+        from siamese.hub import ModelLoadError, load_model, read_metrics
+
+        if not name:
+            raise user_error("Pick a model first.")
+        if name not in self.specs:
+            raise user_error(f"Unknown model {name!r}; the app offers {', '.join(self.specs) or 'none'}.")
+        with self._lock:
+            if name not in self.models:
+                spec = self.specs[name]
+                try:
+                    model = load_model(spec.source, revision=spec.revision, device="cpu")
+                except ModelLoadError as error:
+                    raise _user_error(error) from error
+                try:
+                    self.metrics[name] = read_metrics(spec.source, revision=spec.revision)
+                except Exception:  # noqa: BLE001 - metrics are optional decoration
+                    self.metrics[name] = None
+                self.models[name] = model.eval()
+            return self.models[name]
+
+
+class SimilarityApp:
+    """Every handler the page calls. Each takes plain values and returns plain values or raises gr.Error."""
+
+    def __init__(
+        self,
+        specs: list[ModelSpec],
+        mnist_root: str | None = None,
+        faces_root: str | None = None,
+        download_faces: bool = False,
+        missing: dict[str, Path] | None = None,
+    ):
+        self.registry = ModelRegistry(specs)
+        self.registry.load_local(missing)
+        self.mnist_root = mnist_root
+        self.faces_root = faces_root
+        self.download_faces = download_faces
+        self.maps = MapCache(capacity=8)
+        self.map_sources: dict[tuple, torch.Tensor] = {}  # map key -> example indices (N,) of its points
+        self.checks: dict[str, OutOfDistributionCheck | None] = {}
+        self._checks_lock = threading.Lock()
+
+    # ----- shared helpers -----
+
+    def threshold(self, model) -> float | None:
+        """The pair threshold, chosen on validation data (None for an uncalibrated model)."""
+        value = model.calibration.get("threshold") if model.calibration else None
+        return float(value) if value else None
+
+    def gallery_thresholds(self, model) -> tuple[float | None, float | None]:
+        """The gallery's "no match" distance and caution margin, both chosen on validation galleries."""
+        calibration = model.calibration or {}
+        threshold = calibration.get("gallery_threshold", calibration.get("threshold"))
+        return (float(threshold) if threshold else None), calibration.get("caution_margin")
+
+    @staticmethod
+    def kind(model) -> str:
+        """The model's domain as its preprocessing declares it: "digits", "faces" or "folder"."""
+        return str((model.preprocessing or {}).get("kind", "folder"))
+
+    def model_kind(self, model_name: str | None) -> str:
+        return self.kind(self.registry.get(model_name))
+
+    def prepare(self, model, source, name: str) -> torch.Tensor:
+        """One image (path, PIL or array) -> uint8 (C, H, W) in the model's form, or a gr.Error saying why not."""
+        from siamese.images import ImageError
+
+        try:
+            return image_to_model(source, model.preprocessing, name)
+        except ImageError as error:
+            raise _user_error(error) from error
+
+    def embed(self, model, images: torch.Tensor) -> torch.Tensor:
+        from siamese.evaluation import embed
+
+        return embed(model, images, model.preprocessing, batch_size=256)  # (N, D)
+
+    def reference_set(self, kind: str, download: bool | None = None):
+        """Example images for a model kind: digits always, faces where they can be had, else None."""
+        if kind == "digits":
+            return example_data.load_digits(self.mnist_root)
+        if kind == "faces":
+            faces = example_data.load_faces(self.faces_root, self.download_faces if download is None else download)
+            return None if faces is None else example_data.restrict_classes(faces, self.unseen_face_classes())
+        return None
+
+    def unseen_face_classes(self) -> list[str] | None:
+        """The people every loaded face model held out as test subjects: examples show only them."""
+        held_out = None
+        for model in self.registry.models.values():
+            if model.preprocessing.get("kind") != "faces":
+                continue
+            dataset = model.training_info.get("dataset") or {}
+            test_classes = set(dataset.get("test_classes") or [])
+            held_out = test_classes if held_out is None else held_out & test_classes
+        return sorted(held_out) if held_out else None
+
+    def check_example_domain(self, model_name: str, model, path: str) -> None:
+        """A gr.Error when `path` is a built-in example of another domain than the model's."""
+        example_kind = example_data.example_kind(path)
+        if example_kind is not None and example_kind != self.kind(model):
+            raise user_error(
+                f"This example is from the {example_kind} examples, but model `{model_name}` was trained on "
+                f"{self.kind(model)}: pick a {example_kind} model, or an example for {self.kind(model)}."
+            )
+
+    def out_of_distribution_check(self, model_name: str, model) -> OutOfDistributionCheck | None:
+        """The model's reference sample and limit (computed once per model); None without example images."""
+        with self._checks_lock:
+            if model_name in self.checks:
+                return self.checks[model_name]
+        examples = self.reference_set(self.kind(model))
+        check = None
+        if examples is not None and len(examples) >= 2:
+            chosen = example_data.balanced_indices(examples.labels, OUT_OF_DISTRIBUTION_REFERENCES)
+            references = self.embed(model, example_data.fit_to_model(examples.images[chosen], model.preprocessing))
+            check = OutOfDistributionCheck(
+                references, out_of_distribution_limit(references), f"{len(chosen)} example {examples.kind}"
+            )
+        with self._checks_lock:
+            self.checks[model_name] = check
+        return check
+
+    def out_of_distribution_cautions(self, model_name, model, embeddings: torch.Tensor, sides: list[str]) -> list[str]:
+        """A caution for each input embedding (M, D) that lies beyond the model's out-of-distribution limit."""
+        check = self.out_of_distribution_check(model_name, model)
+        if check is None:
+            return []
+        nearest = nearest_reference_distances(embeddings, check.references)  # (M,)
+        return [
+            f"**Caution:** {side} looks unlike the images this model was made for. Its nearest of "
+            f"{check.description} lies at distance {distance:.3g}, beyond {check.limit:.3g}: the distance within "
+            f"which 99% of those examples find their nearest neighbour among the others (each left out in turn). "
+            "Treat the answer with suspicion."
+            for side, distance in zip(sides, nearest.tolist(), strict=True)
+            if distance > check.limit
+        ]
+
+    # ----- model picker -----
+
+    def model_info(self, model_name: str | None) -> str:
+        """Markdown for the "About this model" panel: data, test metrics, threshold; no machine paths."""
+        model = self.registry.get(model_name)
+        metrics = self.registry.metrics.get(model_name) or {}
+        spec = self.registry.specs[model_name]
+        dataset = metrics.get("dataset") or model.training_info.get("dataset") or {}
+        origin = "bundled with the app" if spec.is_local else f"from the Hugging Face Hub: `{spec.source}`"
+        lines = [f"**{model_name}**, {origin}" + (f" @ `{spec.revision}`" if spec.revision else "")]
+        lines.append(
+            f"- Network: {model.architecture}, {model.embedding_dim}-d embeddings"
+            + (f" (whole image + {model.parts} stripes)" if model.parts else "")
+            + f", input {model.in_channels}x{model.image_size[0]}x{model.image_size[1]} ({self.kind(model)})"
+        )
+        if dataset:
+            trained_on = f"- Trained on: {dataset.get('name', '?')}"
+            if dataset.get("test"):
+                trained_on += f"; tested on {dataset['test']}"
+            lines.append(trained_on)
+        test = metrics.get("test") or {}
+        shown = [
+            key
+            for key in test
+            if key not in FOLDED_KEYS and key not in THRESHOLD_KEYS and isinstance(test[key], int | float)
+        ]
+        if shown:
+            figures = "; ".join(f"{metric_label(key, test)} {format_value(key, test[key])}" for key in shown[:8])
+            lines.append(f"- Test figures: {figures}")
+        threshold = self.threshold(model)
+        if threshold is not None:
+            lines.append(
+                f"- Verdict threshold: distance ≤ {threshold:.4g} means *same* (the validation equal-error point), "
+                f"chosen on {model.calibration.get('measured_on', 'held-out pairs')}"
+            )
+            expected = (model.calibration.get("test") or {}).get("at_threshold")
+            if expected:
+                lines.append(
+                    f"- At that threshold on unseen test pairs: {expected['false_accept_rate']:.1%} false accepts, "
+                    f"{expected['false_reject_rate']:.1%} false rejects"
+                )
+        else:
+            lines.append("- No calibrated threshold: the app shows distances but gives no same/different verdict.")
+        command = (metrics.get("training") or {}).get("command") or model.training_info.get("command")
+        if command:
+            lines.append(f"- Trained with: `{without_paths(command)}`")
+        return "\n".join(lines)
+
+    # ----- uploads and example domains -----
+
+    def show_upload(self, path: str | None, side: str):
+        """An uploaded file as the browser can show it (PNG unless already PNG, JPEG, GIF or WebP), the choice
+        of input it makes ("upload") and the line that says so."""
+        if not path:
+            return None, "drawing", f"Using: {side} drawing (no file uploaded)."
+        from siamese.images import ImageError
+
+        try:
+            shown = browser_image(path)
+        except ImageError as error:
+            raise _user_error(error) from error
+        return shown, "upload", f"Using: uploaded file **{html.escape(Path(path).name)}**."
+
+    @staticmethod
+    def choose_drawing(side: str):
+        """The choice and the line after the user draws: the drawing now wins over an upload."""
+        return "drawing", f"Using: {side} drawing."
+
+    def example_visibility(self, model_name: str | None) -> tuple[bool, bool]:
+        """Whether digit and face examples fit the chosen model."""
+        kind = self.model_kind(model_name) if model_name else None
+        return kind == "digits", kind == "faces"
+
+    # ----- tab 1: pair similarity -----
+
+    def compare_pair(self, model_name, drawing_a, upload_a, drawing_b, upload_b, choice_a=None, choice_b=None):
+        """Distance, similarity and verdict for two images (each drawn or uploaded; the last one touched wins)."""
+        model = self.registry.get(model_name)
+        images = []
+        for drawing, upload, side, choice in ((drawing_a, upload_a, "A", choice_a), (drawing_b, upload_b, "B", choice_b)):
+            source, name = _pick_source(drawing, upload, side, choice)
+            if isinstance(source, str):
+                self.check_example_domain(model_name, model, source)
+            images.append(self.prepare(model, source, name))
+        embeddings = self.embed(model, torch.stack(images))  # (2, D)
+        distance = float((embeddings[0] - embeddings[1]).norm())
+        result = verdict(distance, model.calibration)
+        threshold = result["threshold"]
+        if threshold is not None:
+            result["similarity"] = float(similarity_from_distance(distance, threshold))
+        cautions = self.out_of_distribution_cautions(model_name, model, embeddings, ["image A", "image B"])
+        result["out_of_distribution"] = bool(cautions)
+        text = verdict_markdown(result, model.calibration) + "".join(f"\n\n{caution}" for caution in cautions)
+        figure = distance_figure(model.calibration, distance)
+        return text, result, figure, _side_by_side(images)
+
+    # ----- tab 2: one-shot gallery -----
+
+    def build_gallery(self, model_name, files, captions: str = ""):
+        """Embed uploaded files as a gallery. Labels: the captions (one per image), else the class folder
+        (a folder or .zip of class sub-folders), else the file name."""
+        from siamese.uploads import UploadError, expand_uploads
+
+        paths = _file_paths(files)
+        if not paths:
+            raise user_error(
+                "The gallery is empty: upload images (labels from names like alice_1.png), or a .zip or folder "
+                "with one sub-folder per label."
+            )
+        try:
+            uploads = expand_uploads(paths, max_files=MAX_GALLERY_IMAGES)
+        except UploadError as error:
+            raise _user_error(error) from error
+        if not uploads:
+            raise user_error("The upload holds no image files (.png, .jpg, .pgm, ...), so the gallery is empty.")
+        if len(uploads) > MAX_GALLERY_IMAGES:
+            raise user_error(f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(uploads)} were uploaded.")
+        names = [upload.name for upload in uploads]
+        labels = _caption_labels(captions, len(uploads)) or [
+            upload.label or label_from_filename(Path(upload.name).name) for upload in uploads
+        ]
+        state = self._embed_gallery(model_name, [upload.path for upload in uploads], labels, names)
+        return self._gallery_outputs(state)
+
+    def load_example_gallery(self, model_name, example_kind: str = "digits", per_label: int = 1):
+        """A gallery of `per_label` example images per class, from the built-in examples of the model's domain."""
+        model = self.registry.get(model_name)
+        if example_kind != self.kind(model):
+            raise user_error(
+                f"Model `{model_name}` was trained on {self.kind(model)}, so the {example_kind} example gallery "
+                f"would mean nothing to it: pick a {example_kind} model, or the {self.kind(model)} examples."
+            )
+        examples = self.reference_set(example_kind, download=True)
+        if examples is None:
+            raise user_error(
+                f"No example {example_kind} on this machine (scikit-learn's Olivetti faces are not cached and could "
+                "not be downloaded). Upload your own images instead."
+            )
+        per_label = int(min(max(int(per_label), 1), MAX_GALLERY_IMAGES // len(examples.class_names)))
+        paths = example_data.gallery_examples(examples, per_label=per_label, labels=len(examples.class_names))
+        names = [Path(path).name for path in paths]
+        labels = [label_from_filename(name) for name in names]
+        return self._gallery_outputs(self._embed_gallery(model_name, paths, labels, names))
+
+    def _embed_gallery(self, model_name, paths, labels, names) -> GalleryState:
+        from siamese.images import ImageError, image_to_tensor
+
+        model = self.registry.get(model_name)
+        images, thumbnails, kept_paths, kept_labels, kept_names, skipped = [], [], [], [], [], []
+        seen: dict[bytes, int] = {}
+        duplicates, conflicts = 0, []
+        for path, label, name in zip(paths, labels, names, strict=True):
+            try:
+                decoded = usable_image(path, name)
+                image = image_to_tensor(decoded, model.preprocessing)  # (C, H, W)
+            except ImageError as error:
+                skipped.append(str(error))
+                continue
+            digest = hashlib.sha1(image.numpy().tobytes()).digest()
+            if digest in seen:
+                first = seen[digest]
+                if kept_labels[first] == label:
+                    duplicates += 1
+                    continue
+                conflicts.append(f"{kept_names[first]} ({kept_labels[first]}) and {name} ({label})")
+            seen.setdefault(digest, len(kept_paths))
+            images.append(image)
+            thumbnails.append(thumbnail(decoded))
+            kept_paths.append(path)
+            kept_labels.append(label)
+            kept_names.append(name)
+        if skipped:
+            listed = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+            gr.Warning(f"Skipped {len(skipped)} file(s) that are not usable images: {listed}")
+        if not images:
+            raise user_error("None of the uploaded files is a usable image, so the gallery is empty.")
+        if duplicates:
+            gr.Warning(f"Dropped {duplicates} duplicate image(s) that repeat an image with the same label.")
+        if conflicts:
+            gr.Warning(f"The same image carries different labels: {'; '.join(conflicts[:3])}. Both are kept.")
+        gallery = Gallery(self.embed(model, torch.stack(images)), kept_labels, kept_names)
+        if len(gallery.label_names) == 1:
+            gr.Warning(
+                f"The gallery has a single label ({gallery.label_names[0]!r}): every query gets that label unless it "
+                "lies beyond the threshold, and there is no margin to a second label."
+            )
+        return GalleryState(model_name, gallery, thumbnails, kept_paths)
+
+    def _gallery_outputs(self, state: GalleryState):
+        gallery = state.gallery
+        counts = gallery.label_counts()
+        summary = (
+            f"Gallery: **{len(gallery)}** images, **{len(counts)}** labels, embedded once with `{state.model_name}`. "
+            + ", ".join(f"{html.escape(label)} ×{count}" for label, count in sorted(counts.items())[:20])
+            + (" …" if len(counts) > 20 else "")
+        )
+        preview = list(zip(state.thumbnails, state.labels, strict=True))[:PREVIEW_IMAGES]
+        return state, summary, preview
+
+    def rank_query(self, model_name, state: GalleryState | None, drawing, upload, top_k: int = 5, choice=None):
+        """Rank one query image against the session's gallery: top matches, margin, or "no match"."""
+        if state is None:
+            raise user_error("Build a gallery first: upload labelled images or load the example gallery.")
+        model = self.registry.get(model_name)
+        if state.model_name != model_name:
+            if state.paths is None:
+                raise user_error(
+                    f"This gallery was embedded with `{state.model_name}` and has no images to re-embed: pick "
+                    f"`{state.model_name}` again, or build a new gallery."
+                )
+            gr.Info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
+            state = self._embed_gallery(model_name, state.paths, state.labels, state.names)
+        source, name = _pick_source(drawing, upload, "query", choice)
+        if isinstance(source, str):
+            self.check_example_domain(model_name, model, source)
+        query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
+        threshold, margin = self.gallery_thresholds(model)
+        ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
+        rows = [
+            [
+                position + 1,
+                match.label,
+                round(match.distance, 4),
+                round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
+                match.name,
+            ]
+            for position, match in enumerate(ranking.matches)
+        ]
+        matches = [
+            (state.thumbnails[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches
+        ]
+        cautions = self.out_of_distribution_cautions(model_name, model, query, ["the query"])
+        text = ranking_markdown(ranking) + "".join(f"\n\n{caution}" for caution in cautions)
+        return state, text, rows, matches
+
+    # ----- tab 3: t-SNE map -----
+
+    def embedding_map(self, model_name, points: int = 1000, perplexity: float = 30, files=None, progress=None):
+        """A t-SNE map of reference embeddings (cached per model, points, perplexity), with the user's images on it."""
+        progress = progress or (lambda *args, **kwargs: None)
+        model = self.registry.get(model_name)
+        user_paths = _file_paths(files)
+        if len(user_paths) > MAX_MAP_IMAGES:
+            raise user_error(f"Place at most {MAX_MAP_IMAGES} of your images on the map; {len(user_paths)} were given.")
+        for path in user_paths:
+            self.check_example_domain(model_name, model, path)
+        user_names = [Path(path).name for path in user_paths]
+        user_images = [self.prepare(model, path, name) for path, name in zip(user_paths, user_names, strict=True)]
+        kind = self.kind(model)
+        examples = self.reference_set(kind)
+        points, perplexity = int(points), float(perplexity)
+        if examples is not None:
+            key = (model_name, examples.source, points, perplexity)
+            cached = key in self.maps
+
+            def compute():
+                progress(0.1, desc=f"Embedding {points} reference images")
+                chosen = example_data.balanced_indices(examples.labels, points)
+                images = example_data.fit_to_model(examples.images[chosen], model.preprocessing)
+                embeddings = self.embed(model, images)  # (points, D)
+                progress(0.3, desc=f"Running t-SNE on {len(chosen)} points (perplexity {perplexity:g})")
+                self.map_sources[key] = chosen
+                return compute_map(embeddings, examples.labels[chosen].numpy(), examples.class_names, perplexity)
+
+            embedding_map = self.maps.get(key, compute)
+            note = f"Reference set: {len(embedding_map)} images from {without_paths(examples.source)}" + (
+                " (map from the cache)." if cached else "."
+            )
+        else:
+            if len(user_images) < 5:
+                raise user_error(
+                    f"No reference images for {kind!r} models on this machine (the Olivetti faces could not be "
+                    "loaded), so the map is made of your own images alone: upload at least 5."
+                )
+            progress(0.3, desc=f"Running t-SNE on your {len(user_images)} images")
+            labels = [label_from_filename(name) for name in user_names]
+            class_names = sorted(set(labels))
+            label_ids = np.array([class_names.index(label) for label in labels])
+            embedding_map = compute_map(self.embed(model, torch.stack(user_images)), label_ids, class_names, perplexity)
+            note = "No reference set for this model here: the map shows only your own images, coloured by file name."
+            user_images = []
+        placed, nearest = None, None
+        if user_images:
+            progress(0.9, desc="Placing your images")
+            user_embeddings = self.embed(model, torch.stack(user_images))  # (M, D)
+            placed = embedding_map.place(user_embeddings, neighbours=MAP_NEIGHBOURS)  # (M, 2)
+            nearest = _nearest_classes(embedding_map, user_embeddings)
+            note += " " + PLACEMENT_METHOD.format(neighbours=MAP_NEIGHBOURS)
+        note += " Click a point to see its image."
+        figure = map_figure(embedding_map, placed, user_names if user_images else None, nearest)
+        progress(1.0, desc="Done")
+        return figure, note
+
+    def map_point(self, model_name, points, perplexity, selection: str | None, files=None):
+        """The image behind a clicked map point: `selection` is "reference:<index>" or "yours:<position>"."""
+        if not selection or ":" not in selection:
+            return None, ""
+        kind, _, number = selection.partition(":")
+        if not number.isdigit():
+            return None, ""
+        index = int(number)
+        model = self.registry.get(model_name)
+        if kind == "yours":
+            paths = _file_paths(files)
+            if index >= len(paths):
+                return None, ""
+            return thumbnail(usable_image(paths[index], Path(paths[index]).name), 160), Path(paths[index]).name
+        examples = self.reference_set(self.kind(model))
+        chosen = None if examples is None else self.map_sources.get(
+            (model_name, examples.source, int(points), float(perplexity))
+        )
+        if chosen is None or index >= len(chosen):
+            return None, "Draw the map again to see its images."
+        example_index = int(chosen[index])
+        image = examples.images[example_index, 0].numpy()  # (H, W)
+        label = examples.class_names[int(examples.labels[example_index])]
+        return thumbnail(image_from_array(image), 160), f"class {label}, example #{example_index}"
+
+
+# ----- pure helpers -----
+
+
+def _file_paths(files) -> list[str]:
+    """gr.File values (None, a path, a list of paths or of objects with .name) -> a list of paths."""
+    if files is None:
+        return []
+    if isinstance(files, str | Path):
+        return [str(files)]
+    return [str(getattr(item, "name", item)) for item in files if item]
+
+
+def _caption_labels(captions: str | None, count: int) -> list[str] | None:
+    """Labels typed one per line or comma separated; None when empty; a gr.Error when the count is off."""
+    if not captions or not captions.strip():
+        return None
+    separator = "\n" if "\n" in captions.strip() else ","
+    labels = [label.strip() for label in captions.strip().split(separator)]
+    empty = [str(position + 1) for position, label in enumerate(labels) if not label]
+    if empty:
+        which = f"label {empty[0]} is" if len(empty) == 1 else f"labels {', '.join(empty)} are"
+        raise user_error(f"Give one non-empty label per image: {which} empty in {captions.strip()!r}.")
+    if len(labels) != count:
+        raise user_error(f"Give one non-empty label per image: got {len(labels)} label(s) for {count} image(s).")
+    return labels
+
+
+def usable_image(source, name: str):
+    """Decode an image and refuse the ones nothing can be learned from: too small, too thin, or one flat colour."""
+    from siamese.images import ImageError, open_image
+
+    image = open_image(source, name=name)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"{name} is {width}x{height} pixels: too small or too thin to compare (at least {MIN_SIDE} pixels "
+            "a side are needed)"
+        )
+    low, high = image.convert("L").getextrema()
+    if high - low < BLANK_CONTRAST:
+        raise ImageError(f"{name} is blank (a single flat shade, {low}..{high}): there is nothing to compare")
+    return image
+
+
+def image_to_model(source, preprocessing: dict, name: str) -> torch.Tensor:
+    """A usable image in the model's input form, uint8 (C, H, W); an ImageError says why not."""
+    from siamese.images import image_to_tensor
+
+    return image_to_tensor(usable_image(source, name), preprocessing)
+
+
+def image_from_array(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def thumbnail(image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small copy of a decoded image as a uint8 array, (h, w) or (h, w, 3); gradio sends it to the page as PNG."""
+    small = image.copy()
+    small.thumbnail((size, size))
+    return np.asarray(small)
+
+
+def browser_image(path: str) -> str:
+    """`path` itself when browsers show its format, else a PNG copy of it (in the temp folder, named after it)."""
+    import tempfile
+
+    from siamese.images import open_image
+
+    if Path(path).suffix.lower() in BROWSER_SUFFIXES:
+        return path
+    image = open_image(path, name=Path(path).name)
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / "siamese-previews" / digest / f"{Path(path).stem}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial.png")
+        image.save(partial, format="PNG")
+        os.replace(partial, target)
+    return str(target)
+
+
+def without_paths(text: str) -> str:
+    """`text` with every path (any word holding a slash) replaced by its last part, so no machine path shows."""
+    return _PATH_PATTERN.sub(lambda match: Path(match.group(0)).name or "…", text)
+
+
+def _sketch_image(drawing):
+    """A Sketchpad value -> an RGB PIL image of black ink on white, or None when nothing was drawn."""
+    from PIL import Image
+
+    if drawing is None:
+        return None
+    composite = drawing.get("composite") if isinstance(drawing, dict) else drawing
+    if composite is None:
+        return None
+    if isinstance(composite, str):  # a file path, as gradio_client sends it
+        composite = Image.open(composite)
+    array = np.asarray(composite)
+    if array.ndim == 2:
+        array = np.stack([array] * 3 + [np.full_like(array, 255)], axis=-1)
+    if array.shape[-1] == 3:
+        array = np.concatenate([array, np.full_like(array[..., :1], 255)], axis=-1)
+    alpha = array[..., 3:4].astype(np.float32) / 255.0  # (H, W, 1)
+    # A transparent canvas with strokes: flatten onto white so ink shows as dark on light.
+    flat = (array[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+    if flat.max() - flat.min() < 16:
+        return None
+    return Image.fromarray(flat, mode="RGB")
+
+
+def _pick_source(drawing, upload, side: str, choice: str | None = None):
+    """The image one input slot holds: the input the user touched last (`choice`, "drawing" or "upload") when it
+    holds an image, else whichever one does (the upload first); a gr.Error if neither does."""
+    paths = _file_paths(upload)
+    sketch = _sketch_image(drawing)
+    order = ("drawing", "upload") if choice == "drawing" else ("upload", "drawing")
+    for source in order:
+        if source == "upload" and paths:
+            return paths[0], Path(paths[0]).name
+        if source == "drawing" and sketch is not None:
+            return sketch, f"drawing {side}"
+    raise user_error(f"Image {side} is empty: draw on the canvas or upload an image file.")
+
+
+def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
+    """What the model sees: uint8 (C, H, W) images scaled up (nearest) and placed side by side, (H', W', 3)."""
+    tiles = []
+    for image in images:
+        scale = max(1, height // image.shape[1])
+        tile = image.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)  # (C, H*s, W*s)
+        tile = tile.expand(3, -1, -1) if tile.shape[0] == 1 else tile
+        tiles.append(tile.permute(1, 2, 0).numpy())
+    rows = max(tile.shape[0] for tile in tiles)
+    padded = [np.pad(tile, ((0, rows - tile.shape[0]), (0, 8), (0, 0)), constant_values=128) for tile in tiles]
+    return np.concatenate(padded, axis=1)
+
+
+def _nearest_classes(embedding_map, embeddings: torch.Tensor) -> list[str]:
+    from siamese.distances import squared_pairwise_distances
+
+    nearest = squared_pairwise_distances(embeddings, embedding_map.embeddings).argmin(dim=1)  # (M,)
+    return [str(embedding_map.class_names[embedding_map.labels[index]]) for index in nearest.tolist()]
+
+
+def ranking_markdown(ranking: Ranking) -> str:
+    """The gallery verdict in words: best label and margin, or "no match"."""
+    best = ranking.matches[0]
+    threshold = f" (threshold {ranking.threshold:.4g})" if ranking.threshold is not None else ""
+    if not ranking.is_match:
+        return (
+            f"## No match\nEven the nearest reference, **{html.escape(best.label)}** ({html.escape(best.name)}), "
+            f"lies at distance {best.distance:.4g}, beyond the threshold {ranking.threshold:.4g}."
+        )
+    text = f"## {html.escape(best.label)}\nNearest reference {html.escape(best.name)} at distance {best.distance:.4g}"
+    text += threshold + "."
+    if ranking.margin is not None:
+        text += f" Margin to the next label ({html.escape(ranking.runner_up_label)}): **{ranking.margin:.4g}**."
+    else:
+        text += " The gallery has one label, so there is no margin."
+    if ranking.caution:
+        text += (
+            f"\n\n**Caution:** the next label is within the caution margin {ranking.caution_margin:.4g}, so the "
+            f"answer may be {html.escape(ranking.runner_up_label)} instead. "
+        )
+    if ranking.caution_margin is not None:
+        text += (
+            f"\n\n*Rule: no match beyond distance {ranking.threshold:.4g}; a caution when the next label is closer "
+            f"than {ranking.caution_margin:.4g} behind. Both were chosen on validation people the model never "
+            "trained on (the margin flags 90% of the wrong answers seen there).*"
+        )
+    return text
+
+
+def verdict_markdown(result: dict, calibration: dict | None) -> str:
+    """The pair verdict in words, with the error rates measured at its threshold on unseen test pairs."""
+    distance, threshold = result["distance"], result["threshold"]
+    if threshold is None:
+        return f"## Distance {distance:.4g}\nThis model has no calibrated threshold, so no verdict."
+    word, relation = ("Same", "≤") if result["same"] else ("Different", ">")
+    text = (
+        f"## {word}\nDistance **{distance:.4g}** {relation} threshold {threshold:.4g}; "
+        f"similarity {result['similarity']:.2f} (0.5 at the threshold)."
+    )
+    if result.get("false_accept_rate") is not None:
+        test = (calibration or {}).get("test", {}).get("at_threshold", {})
+        text += (
+            f"\n\nAt this threshold, on {test.get('genuine_pairs', 0) + test.get('impostor_pairs', 0):,} test pairs "
+            f"the model never saw, **{result['false_accept_rate']:.1%}** of different-class pairs were called "
+            f"*same* and **{result['false_reject_rate']:.1%}** of same-class pairs were called *different*. "
+            f"The threshold was chosen on {(calibration or {}).get('measured_on', 'validation images')}."
+        )
+    return text
+
+
+def distance_figure(calibration: dict | None, distance: float):
+    """Genuine and impostor distance densities from the calibration, with this pair's distance marked."""
+    import plotly.graph_objects as go
+
+    bars = []
+    histogram = (calibration or {}).get("distance_histogram") or {}
+    edges = np.asarray(histogram.get("edges") or [], dtype=float)
+    if len(edges) >= 2:
+        centres = (edges[:-1] + edges[1:]) / 2
+        widths = np.diff(edges)
+        for key, name, colour in (("genuine", "same class", "#2a9d8f"), ("impostor", "different class", "#e76f51")):
+            values = histogram.get(key)
+            if values is not None and len(values) == len(centres):
+                bars.append(go.Bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55))
+    # Vertical lines as plain layout shapes: Figure.add_vline costs ~10 ms a call.
+    threshold = (calibration or {}).get("threshold")
+    pair_side = "left" if not threshold or threshold <= distance else "right"
+    marks = [(distance, "this pair", "black", "solid", 3, pair_side)]
+    if threshold:
+        # The two labels lean away from each other, so they do not overlap when the lines are close.
+        marks.append((threshold, "threshold", "grey", "dash", 2, "right" if pair_side == "left" else "left"))
+    shapes = [
+        {
+            "type": "line",
+            "x0": x,
+            "x1": x,
+            "y0": 0,
+            "y1": 1,
+            "yref": "paper",
+            "line": {"color": c, "dash": d, "width": w},
+        }
+        for x, _, c, d, w, _ in marks
+    ]
+    annotations = [
+        {"x": x, "y": 1, "yref": "paper", "text": f" {text} ", "showarrow": False, "xanchor": side, "yanchor": "bottom"}
+        for x, text, *_, side in marks
+    ]
+    return go.Figure(
+        data=bars,
+        layout={
+            "barmode": "overlay",
+            "shapes": shapes,
+            "annotations": annotations,
+            "xaxis": {"title": {"text": "distance between embeddings"}},
+            "yaxis": {"title": {"text": "density (held-out pairs)"}},
+            "height": 320,
+            "margin": {"l": 40, "r": 10, "t": 56, "b": 40},  # room for the plot label above the line labels
+            "legend": {"orientation": "h", "y": -0.25},
+        },
+    )
+
+
+# ----- layout -----
+
+
+def _image_input(prefix: str, label: str):
+    """A drawing pad and an upload box for one image; the upload wins when both are filled."""
+    with gr.Tabs():
+        with gr.Tab("Draw"):
+            drawing = gr.Sketchpad(
+                label=f"{label}: draw",
+                type="numpy",
+                canvas_size=(280, 280),
+                fixed_canvas=True,
+                brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                layers=False,
+                elem_id=f"{prefix}_sketch",
+            )
+        with gr.Tab("Upload"):
+            upload = gr.File(
+                label=f"{label}: upload", file_types=["image"], type="filepath", elem_id=f"{prefix}_upload"
+            )
+    return drawing, upload
+
+
+def _pair_examples(examples, inputs, label: str):
+    pairs = example_data.pair_examples(examples)
+    # File names end in the class: pair0_a_7.png.
+    names = [[Path(path).stem.rsplit("_", 1)[-1] for path in pair] for pair in pairs]
+    return gr.Examples(pairs, inputs, label=label, example_labels=[f"{first} vs {second}" for first, second in names])
+
+
+def _file_examples(paths, component, label: str):
+    return gr.Examples(
+        [[path] for path in paths],
+        [component],
+        label=label,
+        example_labels=[Path(path).stem.rsplit("_", 1)[-1] for path in paths],
+    )
+
+
+def build_demo(
+    specs: list[ModelSpec] | None = None,
+    mnist_root: str | None = None,
+    faces_root: str | None = None,
+    download_faces: bool = False,
+    app: SimilarityApp | None = None,
+) -> gr.Blocks:
+    """The page: model picker and notes, three tabs, examples. `specs` defaults to the bundled models."""
+    if app is None:
+        missing = {}
+        if specs is None:
+            specs = [ModelSpec(name, str(folder)) for name, folder in BUNDLED_MODELS.items() if folder.is_dir()]
+            missing = {name: folder for name, folder in BUNDLED_MODELS.items() if not folder.is_dir()}
+        app = SimilarityApp(specs, mnist_root, faces_root, download_faces, missing)
+    digits = example_data.load_digits(mnist_root)
+    faces = example_data.load_faces(faces_root, download_faces)
+    if faces is not None:
+        faces = example_data.restrict_classes(faces, app.unseen_face_classes())
+    names = app.registry.names
+
+    with gr.Blocks(title="Siamese image similarity") as demo:
+        gr.Markdown(
+            "# Siamese image similarity\nA Siamese network maps each image to an embedding; images of the same "
+            "class lie close together. Compare two images, identify one against a gallery, or explore the map."
+        )
+        notes = list(app.registry.notes)
+        if faces is None:
+            notes.append(
+                "No example faces here (scikit-learn's Olivetti faces are not cached): face models work on your own "
+                "uploads only."
+            )
+        if not names:
+            notes.append("No model could be loaded, so nothing can be compared. Pass --model user/repo.")
+        gr.Markdown("\n".join(f"- {note}" for note in notes), visible=bool(notes), elem_id="model_notes")
+        with gr.Row():
+            model_name = gr.Dropdown(
+                names, value=names[0] if names else None, label="Model", elem_id="model_picker", scale=1
+            )
+            with gr.Accordion("About this model", open=False, elem_id="about_model"):
+                about = gr.Markdown(elem_id="model_info")
+
+        with gr.Tab("Pair similarity", elem_id="pair_tab"):
+            with gr.Row():
+                with gr.Column():
+                    drawing_a, upload_a = _image_input("pair_a", "Image A")
+                with gr.Column():
+                    drawing_b, upload_b = _image_input("pair_b", "Image B")
+            compare_button = gr.Button("Compare", variant="primary", elem_id="compare_button")
+            with gr.Row():
+                with gr.Column():
+                    pair_verdict = gr.Markdown(elem_id="pair_verdict")
+                    pair_preview = gr.Image(label="What the model sees", interactive=False, elem_id="pair_preview")
+                    pair_details = gr.JSON(label="Details", elem_id="pair_details")
+                pair_plot = gr.Plot(label="Distance distributions", elem_id="pair_plot")
+            pair_examples = [_pair_examples(digits, [upload_a, upload_b], "Digit pairs (click to compare)")]
+            if faces is not None:
+                pair_examples.append(_pair_examples(faces, [upload_a, upload_b], "Face pairs (click to compare)"))
+
+        with gr.Tab("One-shot gallery", elem_id="gallery_tab"):
+            gallery_state = gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    gallery_files = gr.File(
+                        label="Gallery images (label from the name: alice_1.png -> alice)",
+                        file_count="multiple",
+                        file_types=["image"],
+                        elem_id="gallery_files",
+                    )
+                    captions = gr.Textbox(
+                        label="Labels (optional: one per image, in upload order, comma or line separated)",
+                        elem_id="gallery_captions",
+                    )
+                    build_button = gr.Button("Build gallery", variant="primary", elem_id="build_gallery_button")
+                    with gr.Row():
+                        example_kind = gr.Radio(
+                            ["digits", "faces"] if faces is not None else ["digits"],
+                            value="digits",
+                            label="Example gallery",
+                            elem_id="example_kind",
+                        )
+                        per_label = gr.Slider(1, 100, value=1, step=1, label="Images per label", elem_id="per_label")
+                    example_button = gr.Button("Load example gallery", elem_id="load_example_gallery_button")
+                with gr.Column():
+                    gallery_status = gr.Markdown("No gallery yet.", elem_id="gallery_status")
+                    gallery_preview = gr.Gallery(label="Gallery", columns=8, height=260, elem_id="gallery_preview")
+            with gr.Row():
+                with gr.Column():
+                    query_drawing, query_upload = _image_input("query", "Query")
+                    top_k = gr.Slider(1, 20, value=5, step=1, label="Top matches", elem_id="top_k")
+                    rank_button = gr.Button("Rank query", variant="primary", elem_id="rank_button")
+                with gr.Column():
+                    rank_verdict = gr.Markdown(elem_id="rank_verdict")
+                    rank_table = gr.Dataframe(
+                        headers=["rank", "label", "distance", "similarity", "file"], elem_id="rank_table"
+                    )
+                    rank_matches = gr.Gallery(label="Top matches", columns=5, height=160, elem_id="rank_matches")
+            queries = example_data.query_examples(digits)
+            query_examples = [_file_examples(queries, query_upload, "Digit queries (click to rank)")]
+            if faces is not None:
+                face_queries = example_data.query_examples(faces)
+                query_examples.append(_file_examples(face_queries, query_upload, "Face queries (click to rank)"))
+
+        with gr.Tab("Interactive t-SNE", elem_id="map_tab"), gr.Row():
+            with gr.Column(scale=1):
+                points = gr.Slider(100, 5000, value=1000, step=100, label="Reference points", elem_id="map_points")
+                perplexity = gr.Slider(5, 50, value=30, step=1, label="Perplexity", elem_id="map_perplexity")
+                map_files = gr.File(
+                    label="Your images to place on the map",
+                    file_count="multiple",
+                    file_types=["image"],
+                    elem_id="map_files",
+                )
+                map_button = gr.Button("Draw map", variant="primary", elem_id="map_button")
+                map_examples = gr.Examples([[queries]], [map_files], label="Place example digits (click)")
+            with gr.Column(scale=3):
+                map_plot = gr.Plot(label="t-SNE of embeddings", elem_id="map_plot")
+                map_note = gr.Markdown(elem_id="map_note")
+
+        def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+            return app.embedding_map(model_name, points, perplexity, files, progress=progress)
+
+        # Clicking an example fills the inputs and then runs the tab's action, like pressing its button.
+        pair_inputs = [model_name, drawing_a, upload_a, drawing_b, upload_b]
+        pair_outputs = [pair_verdict, pair_details, pair_plot, pair_preview]
+        rank_inputs = [model_name, gallery_state, query_drawing, query_upload, top_k]
+        rank_outputs = [gallery_state, rank_verdict, rank_table, rank_matches]
+        for examples in pair_examples:
+            examples.load_input_event.then(
+                app.compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
+            )
+        for examples in query_examples:
+            examples.load_input_event.then(
+                app.rank_query, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private"
+            )
+        map_inputs = [model_name, points, perplexity, map_files]
+        map_examples.load_input_event.then(
+            embedding_map, map_inputs, [map_plot, map_note], api_name="example_map", api_visibility="private"
+        )
+
+        model_name.change(app.model_info, model_name, about, api_name="model_info")
+        demo.load(app.model_info, model_name, about, api_visibility="private")
+        compare_button.click(app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
+        build_button.click(
+            app.build_gallery,
+            [model_name, gallery_files, captions],
+            [gallery_state, gallery_status, gallery_preview],
+            api_name="build_gallery",
+        )
+        example_button.click(
+            app.load_example_gallery,
+            [model_name, example_kind, per_label],
+            [gallery_state, gallery_status, gallery_preview],
+            api_name="load_example_gallery",
+        )
+        rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
+        map_button.click(embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map")
+    demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
+    return demo
+
+
+def launch_options(host: str | None = None, port: int | None = None, share: bool = False) -> dict:
+    """The keyword arguments for demo.launch(): upload limit, and the example cache as an allowed path."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "max_file_size": MAX_FILE_SIZE,
+        "allowed_paths": [str(example_data.cache_dir())],
+        "show_error": True,
+    }
+
+
+def serve_in_background(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Queue and launch `demo` without blocking (tests, benchmarks, screenshots); returns its URL."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(host, port or free_port()))
+    return url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Siamese image similarity demo")
+    parser.add_argument("--model", action="append", default=[], help="extra model: Hub repo id or local folder")
+    parser.add_argument("--no-bundled", action="store_true", help="serve only the --model models")
+    parser.add_argument("--mnist-root", default=os.environ.get(example_data.MNIST_ROOT_ENV))
+    parser.add_argument("--faces-root", default=os.environ.get(example_data.FACES_ROOT_ENV))
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860 or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def model_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], dict[str, Path]]:
+    """Bundled models (those present) plus --model and $SIAMESE_MODELS; the missing bundled ones apart."""
+    specs, missing = [], {}
+    if not args.no_bundled:
+        for name, folder in BUNDLED_MODELS.items():
+            if folder.is_dir():
+                specs.append(ModelSpec(name, str(folder)))
+            else:
+                missing[name] = folder
+    extra = list(args.model) + [item for item in os.environ.get(MODELS_ENV, "").split(",") if item.strip()]
+    specs += [ModelSpec.parse(item) for item in extra]
+    return specs, missing
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    specs, missing = model_specs(args)
+    # A Space has a network; elsewhere the faces are only used if already cached.
+    download_faces = bool(os.environ.get("SPACE_ID"))
+    app = SimilarityApp(specs, args.mnist_root, args.faces_root, download_faces, missing)
+    demo = build_demo(mnist_root=args.mnist_root, faces_root=args.faces_root, download_faces=download_faces, app=app)
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    demo.launch(**launch_options(args.host, args.port, args.share))
+
+
+if __name__ == "__main__":
+    main()
