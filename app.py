@@ -348,6 +348,7 @@ class SimilarityApp:
         from siamese.images import ImageError
 
         try:
+            usable_image(path, Path(path).name)  # a bad file is reported on upload, not only on Compare
             shown = browser_image(path)
         except ImageError as error:
             raise _user_error(error) from error

@@ -274,8 +274,9 @@ def nearest_reference_distances(embeddings: torch.Tensor, references: torch.Tens
         )
     if references.shape[0] == 0:
         raise ValueError("need at least one reference embedding")
-    distances = pairwise_distances(embeddings.float().cpu(), references.float().cpu())  # (M, R)
-    return distances.min(dim=1).values.numpy().astype(np.float64)  # (M,)
+    # Direct differences in float64: the |a|^2 + |b|^2 - 2ab form loses the small distances to rounding.
+    distances = torch.cdist(embeddings.detach().double().cpu(), references.detach().double().cpu())  # (M, R)
+    return distances.min(dim=1).values.numpy()  # (M,)
 
 
 def out_of_distribution_limit(references: torch.Tensor, quantile: float = OUT_OF_DISTRIBUTION_QUANTILE) -> float:
@@ -289,7 +290,8 @@ def out_of_distribution_limit(references: torch.Tensor, quantile: float = OUT_OF
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
     if references.ndim != 2 or references.shape[0] < 2:
         raise ValueError(f"need at least 2 reference embeddings of shape (R, D), got {tuple(references.shape)}")
-    distances = pairwise_distances(references.float().cpu())  # (R, R)
+    references = references.detach().double().cpu()
+    distances = torch.cdist(references, references)  # (R, R)
     distances.fill_diagonal_(float("inf"))  # leave each reference out of its own neighbours
-    held_out = distances.min(dim=1).values.numpy().astype(np.float64)  # (R,)
+    held_out = distances.min(dim=1).values.numpy()  # (R,)
     return float(np.quantile(held_out, quantile))

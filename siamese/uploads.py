@@ -96,7 +96,9 @@ def extract_zip(archive: Path, max_files: int = MAX_FILES, max_total_bytes: int 
                 if relative.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(Path(relative)):
                     images.append((entry, relative))
             if len(images) > max_files:
-                raise UploadError(f"{archive.name} holds {len(images)} images; a gallery holds at most {max_files} images")
+                raise UploadError(
+                    f"{archive.name} holds {len(images)} images; a gallery holds at most {max_files} images"
+                )
             declared = sum(entry.file_size for entry, _ in images)
             if declared > max_total_bytes:
                 raise UploadError(
