@@ -865,11 +865,22 @@ def distance_figure(calibration: dict | None, distance: float):
 
 # ----- layout -----
 
-# Runs once in the page: a click on a map point writes "reference:<index>" or "yours:<position>" into the hidden
-# #map_selection box, whose change event fetches the point's image (gr.Plot itself has no click or select event).
-MAP_CLICK_JS = """
+# Runs once in the page, checking twice a second:
+# - each drawing pad that is on screen gets its brush picked once, so drawing works without choosing the brush
+#   first (gr.Sketchpad starts with no tool and has no option for a starting tool);
+# - a click on a map point writes "reference:<index>" or "yours:<position>" into the hidden #map_selection box,
+#   whose change event fetches the point's image (gr.Plot has no click or select event of its own).
+PAGE_JS = """
 () => {
-  const attach = () => {
+  const pickBrushes = () => {
+    for (const pad of document.querySelectorAll('.sketchpad-input')) {
+      const brush = pad.querySelector("button[aria-label='Brush']");
+      if (!brush || pad.dataset.brushPicked || pad.offsetParent === null) continue;
+      brush.click();
+      pad.dataset.brushPicked = 'yes';
+    }
+  };
+  const listenToMapClicks = () => {
     const plot = document.querySelector('#map_plot .js-plotly-plot');
     if (!plot || !plot.on || !plot._ev || plot._ev.listeners('plotly_click').length > 0) return;
     plot.on('plotly_click', (event) => {
@@ -882,7 +893,7 @@ MAP_CLICK_JS = """
       box.dispatchEvent(new Event('input', {bubbles: true}));
     });
   };
-  setInterval(attach, 500);
+  setInterval(() => { pickBrushes(); listenToMapClicks(); }, 500);
 }
 """
 
@@ -912,6 +923,7 @@ def _image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> Imag
                 brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
                 layers=False,
                 elem_id=f"{prefix}_sketch",
+                elem_classes=["sketchpad-input"],
             )
         with gr.Tab("Upload", id="upload"):
             upload = ImageUpload(
@@ -1148,12 +1160,24 @@ def build_demo(
         for examples in pair_examples:
             examples.load_input_event.then(_use_examples, [side_a.upload, side_b.upload], pair_slots, **quiet).then(
                 clear_pair, None, pair_outputs, **quiet
-            ).then(app.compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private")
+            ).then(
+                app.compare_pair,
+                pair_inputs,
+                pair_outputs,
+                api_name="example_pair",
+                api_visibility="private",
+                show_progress="minimal",
+            )
         for examples in query_examples:
             examples.load_input_event.then(
                 _use_examples, [query.upload], [query.choice, query.using, query.tabs], **quiet
             ).then(clear_rank, gallery_state, rank_outputs, **quiet).then(
-                app.rank_query, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private"
+                app.rank_query,
+                rank_inputs,
+                rank_outputs,
+                api_name="example_query",
+                api_visibility="private",
+                show_progress="minimal",
             )
         for examples in map_examples:
             examples.load_input_event.then(clear_map, None, map_outputs, **quiet).then(
@@ -1175,21 +1199,28 @@ def build_demo(
         model_name.change(app.model_info, model_name, about, api_name="model_info")
         model_name.change(model_changed, model_name, [about, *all_columns, example_kind], **quiet)
         demo.load(app.model_info, model_name, about, api_visibility="private")
-        demo.load(None, None, None, js=MAP_CLICK_JS)
+        demo.load(None, None, None, js=PAGE_JS)
+        # "minimal" progress shows the time elapsed and no estimate: gradio's estimate is an average over earlier
+        # calls, which misleads when one map is cached and the next is not.
         compare_button.click(clear_pair, None, pair_outputs, **quiet).then(
-            app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair"
+            app.compare_pair, pair_inputs, pair_outputs, api_name="compare_pair", show_progress="minimal"
         )
         build_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
-            app.build_gallery, [model_name, gallery_files, captions], gallery_outputs, api_name="build_gallery"
+            app.build_gallery,
+            [model_name, gallery_files, captions],
+            gallery_outputs,
+            api_name="build_gallery",
+            show_progress="minimal",
         )
         example_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
             app.load_example_gallery,
             [model_name, example_kind, per_label],
             gallery_outputs,
             api_name="load_example_gallery",
+            show_progress="minimal",
         )
         rank_button.click(clear_rank, gallery_state, rank_outputs, **quiet).then(
-            app.rank_query, rank_inputs, rank_outputs, api_name="rank_query"
+            app.rank_query, rank_inputs, rank_outputs, api_name="rank_query", show_progress="minimal"
         )
         map_button.click(clear_map, None, map_outputs, **quiet).then(
             embedding_map, map_inputs, [map_plot, map_note], api_name="embedding_map", show_progress="minimal"
