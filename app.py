@@ -14,11 +14,12 @@ import hashlib
 import html
 import io
 import os
+import re
 import socket
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -26,11 +27,12 @@ import numpy as np
 import torch
 
 from siamese import examples as example_data
-from siamese.calibration import verdict
+from siamese.calibration import nearest_reference_distances, out_of_distribution_limit, verdict
 from siamese.distances import similarity_from_distance
 from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
 from siamese.gallery import Gallery, Ranking, label_from_filename, rank_in_index
 from siamese.index import GalleryFileError, GalleryIndex
+from siamese.model_card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_MODELS = {"mnist": HERE / "pretrained" / "mnist", "faces": HERE / "pretrained" / "faces"}
@@ -52,6 +54,16 @@ MAP_METHOD = (
     "Method: scikit-learn's Barnes-Hut t-SNE of the embeddings (PCA start, seed 0, 500 iterations), drawn with "
     "WebGL above 2,000 points."
 )
+THUMBNAIL_SIZE = 96
+# Smaller sides or flatter images carry nothing to compare: a clear error, not a meaningless verdict.
+MIN_SIDE = 8
+BLANK_CONTRAST = 8
+# Reference sample for the out-of-distribution caution (balanced over classes, from the model's examples).
+OUT_OF_DISTRIBUTION_REFERENCES = 500
+# Formats every browser shows; others (.pgm, .tif, ...) are shown as a PNG copy.
+BROWSER_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
+# A file-system path in free text: any run of non-space characters holding a slash.
+_PATH_PATTERN = re.compile(r"[^\s`'\",;()]*/[^\s`'\",;()]*")
 
 
 @dataclass
@@ -75,19 +87,58 @@ class ModelSpec:
 
 @dataclass
 class GalleryState:
-    """What a session's gallery tab holds: an embedded gallery and the files to re-embed it from, or a
-    saved gallery file (`index`, from `siamese embed`), which holds embeddings but no images."""
+    """A session's gallery: embeddings with labels (`gallery`) and a small picture of each reference.
+
+    `paths` are the files it was embedded from, so it can be re-embedded when the model changes;
+    a saved gallery file from `siamese embed` (`index`, any size) has neither images nor `gallery`
+    and stays tied to `model_name`.
+    """
 
     model_name: str
     gallery: Gallery | None
-    paths: list[str]
-    labels: list[str]
-    names: list[str] = field(default_factory=list)
+    thumbnails: list[np.ndarray]
+    paths: list[str] | None = None
     index: GalleryIndex | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.index.labels if self.index is not None else self.gallery.labels
+
+    @property
+    def names(self) -> list[str]:
+        return self.index.paths if self.index is not None else self.gallery.names
+
+
+@dataclass
+class OutOfDistributionCheck:
+    """Embeddings of a model's own example images, and the nearest-reference distance beyond which an input
+    looks unlike them (`siamese.calibration.out_of_distribution_limit`)."""
+
+    references: torch.Tensor
+    limit: float
+    description: str
+
+
+def user_error(message: str) -> gr.Error:
+    """A gr.Error for a mistake the user can fix: shown in the page, kept out of the server log."""
+    return gr.Error(message, print_exception=False)
 
 
 def _user_error(error: Exception) -> gr.Error:
-    return gr.Error(str(error), print_exception=False)
+    return user_error(str(error))
+
+
+class ImageUpload(gr.Image):
+    """gr.Image for uploads, handing the handler the uploaded file untouched.
+
+    gr.Image would open the file with PIL before the handler runs, so a damaged file or a
+    decompression bomb became a traceback; siamese.images decodes it instead, with a clear message.
+    """
+
+    is_template = True  # the browser side is gr.Image's own
+
+    def preprocess(self, payload):
+        return None if payload is None else payload.path
 
 
 class ModelRegistry:
@@ -120,9 +171,9 @@ class ModelRegistry:
         from siamese.hub import ModelLoadError, load_model, read_metrics
 
         if not name:
-            raise gr.Error("Pick a model first.", print_exception=False)
+            raise user_error("Pick a model first.")
         if name not in self.specs:
-            raise gr.Error(f"Unknown model {name!r}; the app offers {', '.join(self.specs) or 'none'}.")
+            raise user_error(f"Unknown model {name!r}; the app offers {', '.join(self.specs) or 'none'}.")
         with self._lock:
             if name not in self.models:
                 spec = self.specs[name]
@@ -158,6 +209,9 @@ class SimilarityApp:
         self.embedding_cache: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.last_embedded = 0
+        self.map_sources: dict[tuple, torch.Tensor] = {}  # map key -> example indices (N,) of its points
+        self.checks: dict[str, OutOfDistributionCheck | None] = {}
+        self._checks_lock = threading.Lock()
 
     # ----- shared helpers -----
 
@@ -172,12 +226,20 @@ class SimilarityApp:
         threshold = calibration.get("gallery_threshold", calibration.get("threshold"))
         return (float(threshold) if threshold else None), calibration.get("caution_margin")
 
+    @staticmethod
+    def kind(model) -> str:
+        """The model's domain as its preprocessing declares it: "digits", "faces" or "folder"."""
+        return str((model.preprocessing or {}).get("kind", "folder"))
+
+    def model_kind(self, model_name: str | None) -> str:
+        return self.kind(self.registry.get(model_name))
+
     def prepare(self, model, source, name: str) -> torch.Tensor:
         """One image (path, PIL or array) -> uint8 (C, H, W) in the model's form, or a gr.Error saying why not."""
-        from siamese.images import ImageError, prepare_image
+        from siamese.images import ImageError
 
         try:
-            return prepare_image(source, model.preprocessing, name=name)
+            return image_to_model(source, model.preprocessing, name)
         except ImageError as error:
             raise _user_error(error) from error
 
@@ -206,27 +268,75 @@ class SimilarityApp:
             held_out = test_classes if held_out is None else held_out & test_classes
         return sorted(held_out) if held_out else None
 
+    def check_example_domain(self, model_name: str, model, path: str) -> None:
+        """A gr.Error when `path` is a built-in example of another domain than the model's."""
+        example_kind = example_data.example_kind(path)
+        if example_kind is not None and example_kind != self.kind(model):
+            raise user_error(
+                f"This example is from the {example_kind} examples, but model `{model_name}` was trained on "
+                f"{self.kind(model)}: pick a {example_kind} model, or an example for {self.kind(model)}."
+            )
+
+    def out_of_distribution_check(self, model_name: str, model) -> OutOfDistributionCheck | None:
+        """The model's reference sample and limit (computed once per model); None without example images."""
+        with self._checks_lock:
+            if model_name in self.checks:
+                return self.checks[model_name]
+        examples = self.reference_set(self.kind(model))
+        check = None
+        if examples is not None and len(examples) >= 2:
+            chosen = example_data.balanced_indices(examples.labels, OUT_OF_DISTRIBUTION_REFERENCES)
+            references = self.embed(model, example_data.fit_to_model(examples.images[chosen], model.preprocessing))
+            check = OutOfDistributionCheck(
+                references, out_of_distribution_limit(references), f"{len(chosen)} example {examples.kind}"
+            )
+        with self._checks_lock:
+            self.checks[model_name] = check
+        return check
+
+    def out_of_distribution_cautions(self, model_name, model, embeddings: torch.Tensor, sides: list[str]) -> list[str]:
+        """A caution for each input embedding (M, D) that lies beyond the model's out-of-distribution limit."""
+        check = self.out_of_distribution_check(model_name, model)
+        if check is None:
+            return []
+        nearest = nearest_reference_distances(embeddings, check.references)  # (M,)
+        return [
+            f"**Caution:** {side} looks unlike the images this model was made for. Its nearest of "
+            f"{check.description} lies at distance {distance:.3g}, beyond {check.limit:.3g}: the distance within "
+            f"which 99% of those examples find their nearest neighbour among the others (each left out in turn). "
+            "Treat the answer with suspicion."
+            for side, distance in zip(sides, nearest.tolist(), strict=True)
+            if distance > check.limit
+        ]
+
     # ----- model picker -----
 
     def model_info(self, model_name: str | None) -> str:
-        """Markdown for the "About this model" panel: data, test metrics, threshold."""
+        """Markdown for the "About this model" panel: data, test metrics, threshold; no machine paths."""
         model = self.registry.get(model_name)
         metrics = self.registry.metrics.get(model_name) or {}
         spec = self.registry.specs[model_name]
         dataset = metrics.get("dataset") or model.training_info.get("dataset") or {}
-        lines = [f"**{model_name}** — `{spec.source}`" + (f" @ `{spec.revision}`" if spec.revision else "")]
+        origin = "bundled with the app" if spec.is_local else f"from the Hugging Face Hub: `{spec.source}`"
+        lines = [f"**{model_name}**, {origin}" + (f" @ `{spec.revision}`" if spec.revision else "")]
         lines.append(
             f"- Network: {model.architecture}, {model.embedding_dim}-d embeddings"
             + (f" (whole image + {model.parts} stripes)" if model.parts else "")
-            + ", input "
-            f"{model.in_channels}x{model.image_size[0]}x{model.image_size[1]} ({model.preprocessing.get('kind', '?')})"
+            + f", input {model.in_channels}x{model.image_size[0]}x{model.image_size[1]} ({self.kind(model)})"
         )
         if dataset:
-            lines.append(f"- Trained on: {dataset.get('name', '?')} — {dataset.get('source', '')}")
+            trained_on = f"- Trained on: {dataset.get('name', '?')}"
+            if dataset.get("test"):
+                trained_on += f"; tested on {dataset['test']}"
+            lines.append(trained_on)
         test = metrics.get("test") or {}
-        shown = {key: value for key, value in test.items() if isinstance(value, int | float)}
+        shown = [
+            key
+            for key in test
+            if key not in FOLDED_KEYS and key not in THRESHOLD_KEYS and isinstance(test[key], int | float)
+        ]
         if shown:
-            figures = ", ".join(f"{key} {value:.4g}" for key, value in list(shown.items())[:8])
+            figures = "; ".join(f"{metric_label(key, test)} {format_value(key, test[key])}" for key in shown[:8])
             lines.append(f"- Test figures: {figures}")
         threshold = self.threshold(model)
         if threshold is not None:
@@ -244,47 +354,102 @@ class SimilarityApp:
             lines.append("- No calibrated threshold: the app shows distances but gives no same/different verdict.")
         command = (metrics.get("training") or {}).get("command") or model.training_info.get("command")
         if command:
-            lines.append(f"- Trained with: `{command}`")
+            lines.append(f"- Trained with: `{without_paths(command)}`")
         return "\n".join(lines)
+
+    # ----- uploads and example domains -----
+
+    def show_upload(self, path: str | None, side: str):
+        """An uploaded file as the browser can show it (PNG unless already PNG, JPEG, GIF or WebP), the choice
+        of input it makes ("upload") and the line that says so."""
+        if not path:
+            return None, "drawing", f"Using: {side} drawing (no file uploaded)."
+        from siamese.images import ImageError
+
+        try:
+            usable_image(path, Path(path).name)  # a bad file is reported on upload, not only on Compare
+            shown = browser_image(path)
+        except ImageError as error:
+            raise _user_error(error) from error
+        return shown, "upload", f"Using: uploaded file **{html.escape(Path(path).name)}**."
+
+    @staticmethod
+    def choose_drawing(side: str):
+        """The choice and the line after the user draws: the drawing now wins over an upload."""
+        return "drawing", f"Using: {side} drawing."
+
+    def example_visibility(self, model_name: str | None) -> tuple[bool, bool]:
+        """Whether digit and face examples fit the chosen model."""
+        kind = self.model_kind(model_name) if model_name else None
+        return kind == "digits", kind == "faces"
 
     # ----- tab 1: pair similarity -----
 
-    def compare_pair(self, model_name, drawing_a, upload_a, drawing_b, upload_b):
-        """Distance, similarity and verdict for two images (each drawn or uploaded; an upload wins)."""
+    def compare_pair(self, model_name, drawing_a, upload_a, drawing_b, upload_b, choice_a=None, choice_b=None):
+        """Distance, similarity and verdict for two images (each drawn or uploaded; the last one touched wins)."""
         model = self.registry.get(model_name)
-        images = [
-            self.prepare(model, *_pick_source(drawing, upload, side))
-            for drawing, upload, side in ((drawing_a, upload_a, "A"), (drawing_b, upload_b, "B"))
-        ]
+        images = []
+        for drawing, upload, side, choice in (
+            (drawing_a, upload_a, "A", choice_a),
+            (drawing_b, upload_b, "B", choice_b),
+        ):
+            source, name = _pick_source(drawing, upload, side, choice)
+            if isinstance(source, str):
+                self.check_example_domain(model_name, model, source)
+            images.append(self.prepare(model, source, name))
         embeddings = self.embed(model, torch.stack(images))  # (2, D)
         distance = float((embeddings[0] - embeddings[1]).norm())
         result = verdict(distance, model.calibration)
         threshold = result["threshold"]
         if threshold is not None:
             result["similarity"] = float(similarity_from_distance(distance, threshold))
+        cautions = self.out_of_distribution_cautions(model_name, model, embeddings, ["image A", "image B"])
+        result["out_of_distribution"] = bool(cautions)
+        text = verdict_markdown(result, model.calibration) + "".join(f"\n\n{caution}" for caution in cautions)
         figure = distance_figure(model.calibration, distance)
-        return verdict_markdown(result, model.calibration), result, figure, _side_by_side(images)
+        return text, result, figure, _side_by_side(images)
 
     # ----- tab 2: one-shot gallery -----
 
     def build_gallery(self, model_name, files, captions: str = ""):
-        """Embed uploaded files as a gallery; labels from the captions (one per file) or the file names."""
+        """Embed uploaded files as a gallery. Labels: the captions (one per image), else the class folder
+        (a folder or .zip of class sub-folders), else the file name."""
+        from siamese.uploads import UploadError, expand_uploads
+
         paths = _file_paths(files)
         if not paths:
-            raise gr.Error("The gallery is empty: upload one or more images (labels from names like alice_1.png).")
-        if len(paths) > MAX_GALLERY_IMAGES:
-            raise gr.Error(f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(paths)} were uploaded.")
-        names = [Path(path).name for path in paths]
-        labels = _caption_labels(captions, len(paths)) or [label_from_filename(name) for name in names]
-        return self._gallery_outputs(self._embed_gallery(model_name, paths, labels, names))
+            raise user_error(
+                "The gallery is empty: upload images (labels from names like alice_1.png), or a .zip or folder "
+                "with one sub-folder per label."
+            )
+        try:
+            uploads = expand_uploads(paths, max_files=MAX_GALLERY_IMAGES)
+        except UploadError as error:
+            raise _user_error(error) from error
+        if not uploads:
+            raise user_error("The upload holds no image files (.png, .jpg, .pgm, ...), so the gallery is empty.")
+        if len(uploads) > MAX_GALLERY_IMAGES:
+            raise user_error(f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(uploads)} were uploaded.")
+        names = [upload.name for upload in uploads]
+        labels = _caption_labels(captions, len(uploads)) or [
+            upload.label or label_from_filename(Path(upload.name).name) for upload in uploads
+        ]
+        state = self._embed_gallery(model_name, [upload.path for upload in uploads], labels, names)
+        return self._gallery_outputs(state)
 
     def load_example_gallery(self, model_name, example_kind: str = "digits", per_label: int = 1):
-        """A gallery of `per_label` example images per class, from the built-in example data."""
+        """A gallery of `per_label` example images per class, from the built-in examples of the model's domain."""
+        model = self.registry.get(model_name)
+        if example_kind != self.kind(model):
+            raise user_error(
+                f"Model `{model_name}` was trained on {self.kind(model)}, so the {example_kind} example gallery "
+                f"would mean nothing to it: pick a {example_kind} model, or the {self.kind(model)} examples."
+            )
         examples = self.reference_set(example_kind, download=True)
         if examples is None:
-            raise gr.Error(
-                "No example faces on this machine (scikit-learn's Olivetti faces are not cached and could not be "
-                "downloaded). Upload your own images instead."
+            raise user_error(
+                f"No example {example_kind} on this machine (scikit-learn's Olivetti faces are not cached and could "
+                "not be downloaded). Upload your own images instead."
             )
         per_label = int(min(max(int(per_label), 1), MAX_GALLERY_IMAGES // len(examples.class_names)))
         paths = example_data.gallery_examples(examples, per_label=per_label, labels=len(examples.class_names))
@@ -310,19 +475,20 @@ class SimilarityApp:
             f"{'an exact search' if index.backend == 'exact' else 'a FAISS index'}. Queries are embedded with "
             f"`{model_name}`: use the model that made the gallery."
         )
-        state = GalleryState(model_name, None, [], index.labels, index.paths, index=index)
+        state = GalleryState(model_name, None, [], None, index=index)
         return state, summary, []
 
     def _embed_gallery(self, model_name, paths, labels, names) -> GalleryState:
-        from siamese.images import ImageError, prepare_image
+        from siamese.images import ImageError, image_to_tensor
 
         model = self.registry.get(model_name)
-        images, kept_paths, kept_labels, kept_names, skipped = [], [], [], [], []
+        images, thumbnails, kept_paths, kept_labels, kept_names, skipped = [], [], [], [], [], []
         seen: dict[bytes, int] = {}
         duplicates, conflicts = 0, []
         for path, label, name in zip(paths, labels, names, strict=True):
             try:
-                image = prepare_image(path, model.preprocessing, name=name)  # (C, H, W)
+                decoded = usable_image(path, name)
+                image = image_to_tensor(decoded, model.preprocessing)  # (C, H, W)
             except ImageError as error:
                 skipped.append(str(error))
                 continue
@@ -335,6 +501,7 @@ class SimilarityApp:
                 conflicts.append(f"{kept_names[first]} ({kept_labels[first]}) and {name} ({label})")
             seen.setdefault(digest, len(kept_paths))
             images.append(image)
+            thumbnails.append(thumbnail(decoded))
             kept_paths.append(path)
             kept_labels.append(label)
             kept_names.append(name)
@@ -342,7 +509,7 @@ class SimilarityApp:
             listed = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
             gr.Warning(f"Skipped {len(skipped)} file(s) that are not usable images: {listed}")
         if not images:
-            raise gr.Error("None of the uploaded files is a usable image, so the gallery is empty.")
+            raise user_error("None of the uploaded files is a usable image, so the gallery is empty.")
         if duplicates:
             gr.Warning(f"Dropped {duplicates} duplicate image(s) that repeat an image with the same label.")
         if conflicts:
@@ -353,7 +520,7 @@ class SimilarityApp:
                 f"The gallery has a single label ({gallery.label_names[0]!r}): every query gets that label unless it "
                 "lies beyond the threshold, and there is no margin to a second label."
             )
-        return GalleryState(model_name, gallery, kept_paths, kept_labels, kept_names)
+        return GalleryState(model_name, gallery, thumbnails, kept_paths)
 
     def _embed_cached(self, model_name: str, model, images: list[torch.Tensor]) -> torch.Tensor:
         """Embeddings (N, D) of prepared images; those this model already embedded come from the cache,
@@ -378,23 +545,30 @@ class SimilarityApp:
         counts = gallery.label_counts()
         summary = (
             f"Gallery: **{len(gallery)}** images, **{len(counts)}** labels, embedded once with `{state.model_name}`. "
-            + ", ".join(f"{label} ×{count}" for label, count in sorted(counts.items())[:20])
+            + ", ".join(f"{html.escape(label)} ×{count}" for label, count in sorted(counts.items())[:20])
             + (" …" if len(counts) > 20 else "")
         )
-        preview = [(path, label) for path, label in zip(state.paths, state.labels, strict=True)][:PREVIEW_IMAGES]
+        preview = list(zip(state.thumbnails, state.labels, strict=True))[:PREVIEW_IMAGES]
         return state, summary, preview
 
-    def rank_query(self, model_name, state: GalleryState | None, drawing, upload, top_k: int = 5):
+    def rank_query(self, model_name, state: GalleryState | None, drawing, upload, top_k: int = 5, choice=None):
         """Rank one query image against the session's gallery: top matches, margin, or "no match"."""
         if state is None:
-            raise gr.Error("Build a gallery first: upload labelled images or load the example gallery.")
+            raise user_error("Build a gallery first: upload labelled images or load the example gallery.")
         model = self.registry.get(model_name)
         if state.index is not None:
             return self._rank_in_saved_gallery(model_name, model, state, drawing, upload, top_k)
         if state.model_name != model_name:
+            if state.paths is None:
+                raise user_error(
+                    f"This gallery was embedded with `{state.model_name}` and has no images to re-embed: pick "
+                    f"`{state.model_name}` again, or build a new gallery."
+                )
             gr.Info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
             state = self._embed_gallery(model_name, state.paths, state.labels, state.names)
-        source, name = _pick_source(drawing, upload, "query")
+        source, name = _pick_source(drawing, upload, "query", choice)
+        if isinstance(source, str):
+            self.check_example_domain(model_name, model, source)
         query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
         threshold, margin = self.gallery_thresholds(model)
         ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
@@ -408,8 +582,12 @@ class SimilarityApp:
             ]
             for position, match in enumerate(ranking.matches)
         ]
-        matches = [(state.paths[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches]
-        return state, ranking_markdown(ranking), rows, matches
+        matches = [
+            (state.thumbnails[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches
+        ]
+        cautions = self.out_of_distribution_cautions(model_name, model, query, ["the query"])
+        text = ranking_markdown(ranking) + "".join(f"\n\n{caution}" for caution in cautions)
+        return state, text, rows, matches
 
     def _rank_in_saved_gallery(self, model_name, model, state: GalleryState, drawing, upload, top_k):
         if model_name != state.model_name:
@@ -442,10 +620,12 @@ class SimilarityApp:
         model = self.registry.get(model_name)
         user_paths = _file_paths(files)
         if len(user_paths) > MAX_MAP_IMAGES:
-            raise gr.Error(f"Place at most {MAX_MAP_IMAGES} of your images on the map; {len(user_paths)} were given.")
+            raise user_error(f"Place at most {MAX_MAP_IMAGES} of your images on the map; {len(user_paths)} were given.")
+        for path in user_paths:
+            self.check_example_domain(model_name, model, path)
         user_names = [Path(path).name for path in user_paths]
         user_images = [self.prepare(model, path, name) for path, name in zip(user_paths, user_names, strict=True)]
-        kind = model.preprocessing.get("kind", "folder")
+        kind = self.kind(model)
         examples = self.reference_set(kind)
         points, perplexity = int(points), float(perplexity)
         if examples is not None:
@@ -458,15 +638,16 @@ class SimilarityApp:
                 images = example_data.fit_to_model(examples.images[chosen], model.preprocessing)
                 embeddings = self.embed(model, images)  # (points, D)
                 progress(0.3, desc=f"Running t-SNE on {len(chosen)} points (perplexity {perplexity:g})")
+                self.map_sources[key] = chosen
                 return compute_map(embeddings, examples.labels[chosen].numpy(), examples.class_names, perplexity)
 
             embedding_map = self.maps.get(key, compute)
-            note = f"{MAP_METHOD} Reference set: {len(embedding_map)} images from {examples.source}" + (
+            note = f"{MAP_METHOD} Reference set: {len(embedding_map)} images from {without_paths(examples.source)}" + (
                 " (map from the cache)." if cached else "."
             )
         else:
             if len(user_images) < 5:
-                raise gr.Error(
+                raise user_error(
                     f"No reference images for {kind!r} models on this machine (the Olivetti faces could not be "
                     "loaded), so the map is made of your own images alone: upload at least 5."
                 )
@@ -484,9 +665,37 @@ class SimilarityApp:
             placed = embedding_map.place(user_embeddings, neighbours=MAP_NEIGHBOURS)  # (M, 2)
             nearest = _nearest_classes(embedding_map, user_embeddings)
             note += " " + PLACEMENT_METHOD.format(neighbours=MAP_NEIGHBOURS)
+        note += " Click a point to see its image."
         figure = map_figure(embedding_map, placed, user_names if user_images else None, nearest)
         progress(1.0, desc="Done")
         return figure, note
+
+    def map_point(self, model_name, points, perplexity, selection: str | None, files=None):
+        """The image behind a clicked map point: `selection` is "reference:<index>" or "yours:<position>"."""
+        if not selection or ":" not in selection:
+            return None, ""
+        kind, _, number = selection.partition(":")
+        if not number.isdigit():
+            return None, ""
+        index = int(number)
+        model = self.registry.get(model_name)
+        if kind == "yours":
+            paths = _file_paths(files)
+            if index >= len(paths):
+                return None, ""
+            return thumbnail(usable_image(paths[index], Path(paths[index]).name), 160), Path(paths[index]).name
+        examples = self.reference_set(self.kind(model))
+        chosen = (
+            None
+            if examples is None
+            else self.map_sources.get((model_name, examples.source, int(points), float(perplexity)))
+        )
+        if chosen is None or index >= len(chosen):
+            return None, "Draw the map again to see its images."
+        example_index = int(chosen[index])
+        image = examples.images[example_index, 0].numpy()  # (H, W)
+        label = examples.class_names[int(examples.labels[example_index])]
+        return thumbnail(image_from_array(image), 160), f"class {label}, example #{example_index}"
 
 
 # ----- pure helpers -----
@@ -507,9 +716,74 @@ def _caption_labels(captions: str | None, count: int) -> list[str] | None:
         return None
     separator = "\n" if "\n" in captions.strip() else ","
     labels = [label.strip() for label in captions.strip().split(separator)]
-    if len(labels) != count or not all(labels):
-        raise gr.Error(f"Give one non-empty label per image: got {len(labels)} label(s) for {count} image(s).")
+    empty = [str(position + 1) for position, label in enumerate(labels) if not label]
+    if empty:
+        which = f"label {empty[0]} is" if len(empty) == 1 else f"labels {', '.join(empty)} are"
+        raise user_error(f"Give one non-empty label per image: {which} empty in {captions.strip()!r}.")
+    if len(labels) != count:
+        raise user_error(f"Give one non-empty label per image: got {len(labels)} label(s) for {count} image(s).")
     return labels
+
+
+def usable_image(source, name: str):
+    """Decode an image and refuse the ones nothing can be learned from: too small, too thin, or one flat colour."""
+    from siamese.images import ImageError, open_image
+
+    image = open_image(source, name=name)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"{name} is {width}x{height} pixels: too small or too thin to compare (at least {MIN_SIDE} pixels "
+            "a side are needed)"
+        )
+    low, high = image.convert("L").getextrema()
+    if high - low < BLANK_CONTRAST:
+        raise ImageError(f"{name} is blank (a single flat shade, {low}..{high}): there is nothing to compare")
+    return image
+
+
+def image_to_model(source, preprocessing: dict, name: str) -> torch.Tensor:
+    """A usable image in the model's input form, uint8 (C, H, W); an ImageError says why not."""
+    from siamese.images import image_to_tensor
+
+    return image_to_tensor(usable_image(source, name), preprocessing)
+
+
+def image_from_array(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def thumbnail(image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small copy of a decoded image as a uint8 array, (h, w) or (h, w, 3); gradio sends it to the page as PNG."""
+    small = image.copy()
+    small.thumbnail((size, size))
+    return np.asarray(small)
+
+
+def browser_image(path: str) -> str:
+    """`path` itself when browsers show its format, else a PNG copy of it (in the temp folder, named after it)."""
+    import tempfile
+
+    from siamese.images import open_image
+
+    if Path(path).suffix.lower() in BROWSER_SUFFIXES:
+        return path
+    image = open_image(path, name=Path(path).name)
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / "siamese-previews" / digest / f"{Path(path).stem}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial.png")
+        image.save(partial, format="PNG")
+        os.replace(partial, target)
+    return str(target)
+
+
+def without_paths(text: str) -> str:
+    """`text` with every path (any word holding a slash) replaced by its last part, so no machine path shows."""
+    return _PATH_PATTERN.sub(lambda match: Path(match.group(0)).name or "…", text)
 
 
 def _sketch_image(drawing):
@@ -536,15 +810,18 @@ def _sketch_image(drawing):
     return Image.fromarray(flat, mode="RGB")
 
 
-def _pick_source(drawing, upload, side: str):
-    """The image one input slot holds: the uploaded file if any, else the drawing; a gr.Error if neither."""
+def _pick_source(drawing, upload, side: str, choice: str | None = None):
+    """The image one input slot holds: the input the user touched last (`choice`, "drawing" or "upload") when it
+    holds an image, else whichever one does (the upload first); a gr.Error if neither does."""
     paths = _file_paths(upload)
-    if paths:
-        return paths[0], Path(paths[0]).name
     sketch = _sketch_image(drawing)
-    if sketch is not None:
-        return sketch, f"drawing {side}"
-    raise gr.Error(f"Image {side} is empty: draw on the canvas or upload an image file.", print_exception=False)
+    order = ("drawing", "upload") if choice == "drawing" else ("upload", "drawing")
+    for source in order:
+        if source == "upload" and paths:
+            return paths[0], Path(paths[0]).name
+        if source == "drawing" and sketch is not None:
+            return sketch, f"drawing {side}"
+    raise user_error(f"Image {side} is empty: draw on the canvas or upload an image file.")
 
 
 def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
@@ -693,11 +970,56 @@ def distance_figure(calibration: dict | None, distance: float):
 
 # ----- layout -----
 
+# Runs once in the page, checking twice a second:
+# - each drawing pad that is on screen gets its brush picked once, so drawing works without choosing the brush
+#   first (gr.Sketchpad starts with no tool and has no option for a starting tool);
+# - a click on a map point writes "reference:<index>" or "yours:<position>" into the hidden #map_selection box,
+#   whose change event fetches the point's image (gr.Plot has no click or select event of its own).
+PAGE_JS = """
+() => {
+  const pickBrushes = () => {
+    for (const pad of document.querySelectorAll('.sketchpad-input')) {
+      const brush = pad.querySelector("button[aria-label='Brush']");
+      if (!brush || pad.dataset.brushPicked || pad.offsetParent === null) continue;
+      brush.click();
+      pad.dataset.brushPicked = 'yes';
+    }
+  };
+  const listenToMapClicks = () => {
+    const plot = document.querySelector('#map_plot .js-plotly-plot');
+    if (!plot || !plot.on || !plot._ev || plot._ev.listeners('plotly_click').length > 0) return;
+    plot.on('plotly_click', (event) => {
+      const point = event.points[0];
+      const yours = point.data.name === 'your images';
+      const value = yours ? `yours:${point.pointIndex}` : `reference:${point.customdata[1]}`;
+      const box = document.querySelector('#map_selection textarea, #map_selection input');
+      if (!box) return;
+      box.value = value;
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    });
+  };
+  setInterval(() => { pickBrushes(); listenToMapClicks(); }, 500);
+}
+"""
 
-def _image_input(prefix: str, label: str):
-    """A drawing pad and an upload box for one image; the upload wins when both are filled."""
-    with gr.Tabs():
-        with gr.Tab("Draw"):
+
+@dataclass
+class ImageInput:
+    """One image slot on the page: a drawing pad and an upload box in tabs, which of the two is in use, and a line
+    that says so."""
+
+    tabs: gr.Tabs
+    drawing: gr.Sketchpad
+    upload: ImageUpload
+    choice: gr.State
+    using: gr.Markdown
+
+
+def _image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> ImageInput:
+    """A drawing pad and an upload box for one image; the one the user touched last is used."""
+    choice = gr.State(None)
+    with gr.Tabs(elem_id=f"{prefix}_tabs") as tabs:
+        with gr.Tab("Draw", id="draw"):
             drawing = gr.Sketchpad(
                 label=f"{label}: draw",
                 type="numpy",
@@ -706,19 +1028,44 @@ def _image_input(prefix: str, label: str):
                 brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
                 layers=False,
                 elem_id=f"{prefix}_sketch",
+                elem_classes=["sketchpad-input"],
             )
-        with gr.Tab("Upload"):
-            upload = gr.File(
-                label=f"{label}: upload", file_types=["image"], type="filepath", elem_id=f"{prefix}_upload"
+        with gr.Tab("Upload", id="upload"):
+            upload = ImageUpload(
+                label=f"{label}: upload",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                height=280,
+                elem_id=f"{prefix}_upload",
             )
-    return drawing, upload
+    using = gr.Markdown("Using: nothing yet (draw or upload an image).", elem_id=f"{prefix}_using")
+    quiet = {"show_progress": "hidden", "api_visibility": "private"}
+    drawing.input(lambda: app.choose_drawing(side), None, [choice, using], **quiet)
+    upload.upload(lambda path: app.show_upload(path, side), upload, [upload, choice, using], **quiet)
+    upload.clear(lambda: app.show_upload(None, side), None, [upload, choice, using], **quiet)
+    return ImageInput(tabs, drawing, upload, choice, using)
+
+
+def _use_examples(*paths):
+    """After an example click: each filled slot uses its upload, and its Upload tab is shown."""
+    updates = []
+    for path in paths:
+        name = Path(path).name if path else "nothing"
+        updates += ["upload", f"Using: example **{html.escape(name)}**.", gr.Tabs(selected="upload")]
+    return updates
 
 
 def _pair_examples(examples, inputs, label: str):
     pairs = example_data.pair_examples(examples)
     # File names end in the class: pair0_a_7.png.
     names = [[Path(path).stem.rsplit("_", 1)[-1] for path in pair] for pair in pairs]
-    return gr.Examples(pairs, inputs, label=label, example_labels=[f"{first} vs {second}" for first, second in names])
+    return gr.Examples(
+        pairs,
+        inputs,
+        label=label,
+        example_labels=[f"{first} vs {second}" for first, second in names],
+        examples_per_page=len(pairs),
+    )
 
 
 def _file_examples(paths, component, label: str):
@@ -727,6 +1074,7 @@ def _file_examples(paths, component, label: str):
         [component],
         label=label,
         example_labels=[Path(path).stem.rsplit("_", 1)[-1] for path in paths],
+        examples_per_page=len(paths),
     )
 
 
@@ -749,6 +1097,7 @@ def build_demo(
     if faces is not None:
         faces = example_data.restrict_classes(faces, app.unseen_face_classes())
     names = app.registry.names
+    show_digits, show_faces = app.example_visibility(names[0] if names else None)
 
     with gr.Blocks(title="Siamese image similarity") as demo:
         gr.Markdown(
@@ -774,28 +1123,36 @@ def build_demo(
         with gr.Tab("Pair similarity", elem_id="pair_tab"):
             with gr.Row():
                 with gr.Column():
-                    drawing_a, upload_a = _image_input("pair_a", "Image A")
+                    side_a = _image_input(app, "pair_a", "Image A", "image A")
                 with gr.Column():
-                    drawing_b, upload_b = _image_input("pair_b", "Image B")
+                    side_b = _image_input(app, "pair_b", "Image B", "image B")
             compare_button = gr.Button("Compare", variant="primary", elem_id="compare_button")
             with gr.Row():
                 with gr.Column():
                     pair_verdict = gr.Markdown(elem_id="pair_verdict")
-                    pair_preview = gr.Image(label="What the model sees", interactive=False, elem_id="pair_preview")
+                    pair_preview = gr.Image(
+                        label="What the model sees", interactive=False, format="png", elem_id="pair_preview"
+                    )
                     pair_details = gr.JSON(label="Details", elem_id="pair_details")
                 pair_plot = gr.Plot(label="Distance distributions", elem_id="pair_plot")
-            pair_examples = [_pair_examples(digits, [upload_a, upload_b], "Digit pairs (click to compare)")]
+            example_columns: dict[str, list[gr.Column]] = {"digits": [], "faces": []}
+            pair_examples = []
+            with gr.Column(visible=show_digits, elem_id="digit_pair_examples") as column:
+                pair_examples.append(_pair_examples(digits, [side_a.upload, side_b.upload], "Digit pairs (click)"))
+            example_columns["digits"].append(column)
             if faces is not None:
-                pair_examples.append(_pair_examples(faces, [upload_a, upload_b], "Face pairs (click to compare)"))
+                with gr.Column(visible=show_faces, elem_id="face_pair_examples") as column:
+                    pair_examples.append(_pair_examples(faces, [side_a.upload, side_b.upload], "Face pairs (click)"))
+                example_columns["faces"].append(column)
 
         with gr.Tab("One-shot gallery", elem_id="gallery_tab"):
             gallery_state = gr.State(None)
             with gr.Row():
                 with gr.Column():
                     gallery_files = gr.File(
-                        label="Gallery images (label from the name: alice_1.png -> alice)",
+                        label="Gallery images (label from the name: alice_1.png -> alice), or a .zip of class folders",
                         file_count="multiple",
-                        file_types=["image"],
+                        file_types=["image", ".zip"],
                         elem_id="gallery_files",
                     )
                     captions = gr.Textbox(
@@ -804,9 +1161,11 @@ def build_demo(
                     )
                     build_button = gr.Button("Build gallery", variant="primary", elem_id="build_gallery_button")
                     with gr.Row():
+                        kinds = ["digits", "faces"] if faces is not None else ["digits"]
+                        first_kind = app.model_kind(names[0]) if names else "digits"
                         example_kind = gr.Radio(
-                            ["digits", "faces"] if faces is not None else ["digits"],
-                            value="digits",
+                            kinds,
+                            value=first_kind if first_kind in kinds else kinds[0],
                             label="Example gallery",
                             elem_id="example_kind",
                         )
@@ -820,10 +1179,12 @@ def build_demo(
                     saved_button = gr.Button("Load saved gallery", elem_id="load_saved_gallery_button")
                 with gr.Column():
                     gallery_status = gr.Markdown("No gallery yet.", elem_id="gallery_status")
-                    gallery_preview = gr.Gallery(label="Gallery", columns=8, height=260, elem_id="gallery_preview")
+                    gallery_preview = gr.Gallery(
+                        label="Gallery", columns=8, height=260, format="png", elem_id="gallery_preview"
+                    )
             with gr.Row():
                 with gr.Column():
-                    query_drawing, query_upload = _image_input("query", "Query")
+                    query = _image_input(app, "query", "Query", "query")
                     top_k = gr.Slider(1, 20, value=5, step=1, label="Top matches", elem_id="top_k")
                     rank_button = gr.Button("Rank query", variant="primary", elem_id="rank_button")
                 with gr.Column():
@@ -831,12 +1192,19 @@ def build_demo(
                     rank_table = gr.Dataframe(
                         headers=["rank", "label", "distance", "similarity", "file"], elem_id="rank_table"
                     )
-                    rank_matches = gr.Gallery(label="Top matches", columns=5, height=160, elem_id="rank_matches")
+                    rank_matches = gr.Gallery(
+                        label="Top matches", columns=5, height=160, format="png", elem_id="rank_matches"
+                    )
             queries = example_data.query_examples(digits)
-            query_examples = [_file_examples(queries, query_upload, "Digit queries (click to rank)")]
+            query_examples = []
+            with gr.Column(visible=show_digits, elem_id="digit_query_examples") as column:
+                query_examples.append(_file_examples(queries, query.upload, "Digit queries (click to rank)"))
+            example_columns["digits"].append(column)
             if faces is not None:
                 face_queries = example_data.query_examples(faces)
-                query_examples.append(_file_examples(face_queries, query_upload, "Face queries (click to rank)"))
+                with gr.Column(visible=show_faces, elem_id="face_query_examples") as column:
+                    query_examples.append(_file_examples(face_queries, query.upload, "Face queries (click to rank)"))
+                example_columns["faces"].append(column)
 
         with gr.Tab("Interactive t-SNE", elem_id="map_tab"), gr.Row():
             with gr.Column(scale=1):
@@ -849,7 +1217,21 @@ def build_demo(
                     elem_id="map_files",
                 )
                 map_button = gr.Button("Draw map", variant="primary", elem_id="map_button")
-                map_examples = gr.Examples([[queries]], [map_files], label="Place example digits (click)")
+                map_examples = []
+                with gr.Column(visible=show_digits, elem_id="digit_map_examples") as column:
+                    map_examples.append(gr.Examples([[queries]], [map_files], label="Place example digits (click)"))
+                example_columns["digits"].append(column)
+                if faces is not None:
+                    with gr.Column(visible=show_faces, elem_id="face_map_examples") as column:
+                        map_examples.append(
+                            gr.Examples([[face_queries]], [map_files], label="Place example faces (click)")
+                        )
+                    example_columns["faces"].append(column)
+                map_point_image = gr.Image(
+                    label="Clicked point", interactive=False, height=180, format="png", elem_id="map_point_image"
+                )
+                map_point_caption = gr.Markdown(elem_id="map_point_caption")
+                map_selection = gr.Textbox(visible="hidden", elem_id="map_selection")
             with gr.Column(scale=3):
                 map_plot = gr.Plot(label="t-SNE of embeddings", elem_id="map_plot")
                 map_note = gr.Markdown(elem_id="map_note")
@@ -857,61 +1239,127 @@ def build_demo(
         def embedding_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
             return app.embedding_map(model_name, points, perplexity, files, progress=progress)
 
-        def compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b):
-            verdict, details, plot, preview = app.compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b)
+        def compare_pair(model_name, drawing_a, upload_a, drawing_b, upload_b, choice_a=None, choice_b=None):
+            verdict, details, plot, preview = app.compare_pair(
+                model_name, drawing_a, upload_a, drawing_b, upload_b, choice_a, choice_b
+            )
             return verdict, details, plot, _preview_file(preview)  # a file, not an array: see _preview_file
 
-        # Clicking an example fills the inputs and then runs the tab's action, like pressing its button.
-        pair_inputs = [model_name, drawing_a, upload_a, drawing_b, upload_b]
+        # Every action first clears its outputs, so an error never sits beside an earlier result.
+        pair_inputs = [model_name, side_a.drawing, side_a.upload, side_b.drawing, side_b.upload]
+        pair_inputs += [side_a.choice, side_b.choice]
         pair_outputs = [pair_verdict, pair_details, pair_plot, pair_preview]
-        rank_inputs = [model_name, gallery_state, query_drawing, query_upload, top_k]
+        rank_inputs = [model_name, gallery_state, query.drawing, query.upload, top_k, query.choice]
         rank_outputs = [gallery_state, rank_verdict, rank_table, rank_matches]
+        gallery_outputs = [gallery_state, gallery_status, gallery_preview]
+        map_inputs = [model_name, points, perplexity, map_files]
+        map_outputs = [map_plot, map_note, map_point_image, map_point_caption]
+        quiet = {"show_progress": "hidden", "api_visibility": "private"}
+
+        def clear_pair():
+            return "", None, None, None
+
+        def clear_rank(state):
+            return state, "", None, None
+
+        def clear_gallery():
+            return None, "No gallery yet.", None
+
+        def clear_map():
+            return None, "", None, ""
+
+        def draw_map(model_name, points, perplexity, files, progress=gr.Progress()):  # noqa: B008 - gradio's idiom
+            figure, note = embedding_map(model_name, points, perplexity, files, progress)
+            return figure, note, None, ""
+
+        # Clicking an example fills the inputs, shows them, and then runs the tab's action like its button.
+        pair_slots = [side_a.choice, side_a.using, side_a.tabs, side_b.choice, side_b.using, side_b.tabs]
         for examples in pair_examples:
-            examples.load_input_event.then(
-                compare_pair, pair_inputs, pair_outputs, api_name="example_pair", api_visibility="private"
+            examples.load_input_event.then(_use_examples, [side_a.upload, side_b.upload], pair_slots, **quiet).then(
+                clear_pair, None, pair_outputs, **quiet
+            ).then(
+                compare_pair,
+                pair_inputs,
+                pair_outputs,
+                api_name="example_pair",
+                api_visibility="private",
+                show_progress="minimal",
             )
         for examples in query_examples:
             examples.load_input_event.then(
-                app.rank_query, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private"
+                _use_examples, [query.upload], [query.choice, query.using, query.tabs], **quiet
+            ).then(clear_rank, gallery_state, rank_outputs, **quiet).then(
+                app.rank_query,
+                rank_inputs,
+                rank_outputs,
+                api_name="example_query",
+                api_visibility="private",
+                show_progress="minimal",
             )
-        map_inputs = [model_name, points, perplexity, map_files]
-        map_examples.load_input_event.then(
-            embedding_map,
-            map_inputs,
-            [map_plot, map_note],
-            api_name="example_map",
-            api_visibility="private",
-            concurrency_limit=MAP_CONCURRENCY_LIMIT,
-        )
+        for examples in map_examples:
+            examples.load_input_event.then(clear_map, None, map_outputs, **quiet).then(
+                draw_map,
+                map_inputs,
+                map_outputs,
+                api_name="example_map",
+                api_visibility="private",
+                show_progress="minimal",
+                concurrency_limit=MAP_CONCURRENCY_LIMIT,
+            )
 
+        def model_changed(model_name):
+            show = dict(zip(("digits", "faces"), app.example_visibility(model_name), strict=True))
+            kind = app.model_kind(model_name) if model_name else None
+            columns = [gr.Column(visible=show[key]) for key in ("digits", "faces") for _ in example_columns[key]]
+            return [app.model_info(model_name), *columns, gr.Radio(value=kind) if kind in kinds else gr.Radio()]
+
+        all_columns = example_columns["digits"] + example_columns["faces"]
         model_name.change(app.model_info, model_name, about, api_name="model_info")
+        model_name.change(model_changed, model_name, [about, *all_columns, example_kind], **quiet)
         demo.load(app.model_info, model_name, about, api_visibility="private")
-        compare_button.click(compare_pair, pair_inputs, pair_outputs, api_name="compare_pair")
-        build_button.click(
+        demo.load(None, None, None, js=PAGE_JS)
+        # "minimal" progress shows the time elapsed and no estimate: gradio's estimate is an average over earlier
+        # calls, which misleads when one map is cached and the next is not.
+        compare_button.click(clear_pair, None, pair_outputs, **quiet).then(
+            compare_pair, pair_inputs, pair_outputs, api_name="compare_pair", show_progress="minimal"
+        )
+        build_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
             app.build_gallery,
             [model_name, gallery_files, captions],
-            [gallery_state, gallery_status, gallery_preview],
+            gallery_outputs,
             api_name="build_gallery",
+            show_progress="minimal",
         )
-        example_button.click(
+        example_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
             app.load_example_gallery,
             [model_name, example_kind, per_label],
-            [gallery_state, gallery_status, gallery_preview],
+            gallery_outputs,
             api_name="load_example_gallery",
+            show_progress="minimal",
         )
-        saved_button.click(
-            app.load_saved_gallery,
-            [model_name, saved_gallery],
-            [gallery_state, gallery_status, gallery_preview],
-            api_name="load_saved_gallery",
+        rank_button.click(clear_rank, gallery_state, rank_outputs, **quiet).then(
+            app.rank_query, rank_inputs, rank_outputs, api_name="rank_query", show_progress="minimal"
         )
-        rank_button.click(app.rank_query, rank_inputs, rank_outputs, api_name="rank_query")
-        map_button.click(
+        map_button.click(clear_map, None, map_outputs, **quiet).then(
             embedding_map,
             map_inputs,
             [map_plot, map_note],
             api_name="embedding_map",
+            show_progress="minimal",
             concurrency_limit=MAP_CONCURRENCY_LIMIT,
+        )
+        map_selection.change(
+            app.map_point,
+            [model_name, points, perplexity, map_selection, map_files],
+            [map_point_image, map_point_caption],
+            **quiet,
+        )
+        saved_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
+            app.load_saved_gallery,
+            [model_name, saved_gallery],
+            gallery_outputs,
+            api_name="load_saved_gallery",
+            show_progress="minimal",
         )
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo

@@ -13,11 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from siamese.calibration import calibrate
 from siamese.data import DIGITS_PREPROCESSING
-from siamese.distances import pairwise_distances
 from siamese.evaluation import embed
 from siamese.examples import balanced_indices, fit_to_model, load_digits, load_faces
 from siamese.models import EmbeddingNet
@@ -25,32 +24,10 @@ from siamese.models import EmbeddingNet
 FACES_PREPROCESSING = {"kind": "faces", "grayscale": True, "size": [56, 46], "mean": 0.5, "std": 0.25}
 
 
-def calibration_from(model: EmbeddingNet, images: torch.Tensor, labels: torch.Tensor, bins: int = 30) -> dict:
-    """Threshold at best pair accuracy, equal-error threshold, and genuine/impostor distance densities."""
+def calibration_from(model: EmbeddingNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The library's own calibration (`siamese.calibration.calibrate`) on embeddings of example images."""
     embeddings = embed(model, images, model.preprocessing)  # (N, D)
-    distances = pairwise_distances(embeddings).numpy()  # (N, N)
-    upper = np.triu_indices(len(labels), k=1)
-    same = (labels[:, None] == labels[None, :]).numpy()[upper]  # (P,)
-    values = distances[upper]  # (P,)
-    genuine, impostor = values[same], values[~same]
-    candidates = np.quantile(values, np.linspace(0.01, 0.99, 99))
-    # Balanced accuracy, so the many impostor pairs do not push the threshold to zero.
-    accuracies = [((genuine <= cut).mean() + (impostor > cut).mean()) / 2 for cut in candidates]
-    best = int(np.argmax(accuracies))
-    errors = [abs((genuine > cut).mean() - (impostor <= cut).mean()) for cut in candidates]
-    edges = np.linspace(0.0, float(values.max()) * 1.02, bins + 1)
-    return {
-        "distance": "euclidean",
-        "threshold": float(candidates[best]),
-        "threshold_eer": float(candidates[int(np.argmin(errors))]),
-        "best_accuracy": float(accuracies[best]),
-        "measured_on": "stand-in: pairs of example images",
-        "distance_histogram": {
-            "edges": edges.tolist(),
-            "genuine": np.histogram(genuine, edges, density=True)[0].tolist(),
-            "impostor": np.histogram(impostor, edges, density=True)[0].tolist(),
-        },
-    }
+    return calibrate(embeddings, labels, measured_on="stand-in: pairs of example images")
 
 
 def make_standin(folder: str | Path, kind: str = "digits", seed: int = 0) -> Path:
@@ -85,7 +62,7 @@ def make_standin(folder: str | Path, kind: str = "digits", seed: int = 0) -> Pat
     metrics = {
         "task": kind,
         "dataset": {"name": f"stand-in ({kind})", "source": examples.source},
-        "test": {"best_accuracy": model.calibration["best_accuracy"], "threshold": model.calibration["threshold"]},
+        "test": {"roc_auc": model.calibration["validation"]["roc_auc"], "threshold": model.calibration["threshold"]},
         "distance_histogram": model.calibration["distance_histogram"],
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -259,3 +259,39 @@ def verdict(distance: float, calibration: dict | None) -> dict:
         "false_accept_rate": expected.get("false_accept_rate"),
         "false_reject_rate": expected.get("false_reject_rate"),
     }
+
+
+# The out-of-distribution limit: this quantile of the references' own leave-one-out nearest distances.
+OUT_OF_DISTRIBUTION_QUANTILE = 0.99
+
+
+def nearest_reference_distances(embeddings: torch.Tensor, references: torch.Tensor) -> np.ndarray:
+    """Distance (M,) from each embedding (M, D) to its nearest reference embedding (R, D)."""
+    if embeddings.ndim != 2 or references.ndim != 2 or embeddings.shape[1] != references.shape[1]:
+        raise ValueError(
+            f"expected embeddings (M, D) and references (R, D), got {tuple(embeddings.shape)} and "
+            f"{tuple(references.shape)}"
+        )
+    if references.shape[0] == 0:
+        raise ValueError("need at least one reference embedding")
+    # Direct differences in float64: the |a|^2 + |b|^2 - 2ab form loses the small distances to rounding.
+    distances = torch.cdist(embeddings.detach().double().cpu(), references.detach().double().cpu())  # (M, R)
+    return distances.min(dim=1).values.numpy()  # (M,)
+
+
+def out_of_distribution_limit(references: torch.Tensor, quantile: float = OUT_OF_DISTRIBUTION_QUANTILE) -> float:
+    """The nearest-reference distance beyond which an input looks unlike the references.
+
+    Each reference is held out in turn and its distance to the nearest other reference measured;
+    the limit is the `quantile` of those distances, so about 1% of images like the references
+    (at the default 0.99) lie beyond it.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    if references.ndim != 2 or references.shape[0] < 2:
+        raise ValueError(f"need at least 2 reference embeddings of shape (R, D), got {tuple(references.shape)}")
+    references = references.detach().double().cpu()
+    distances = torch.cdist(references, references)  # (R, R)
+    distances.fill_diagonal_(float("inf"))  # leave each reference out of its own neighbours
+    held_out = distances.min(dim=1).values.numpy()  # (R,)
+    return float(np.quantile(held_out, quantile))

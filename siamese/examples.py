@@ -21,6 +21,8 @@ import torch
 MNIST_ROOT_ENV = "SIAMESE_MNIST_ROOT"
 FACES_ROOT_ENV = "SIAMESE_FACES_ROOT"
 CACHE_ENV = "SIAMESE_CACHE_DIR"
+# Example files are small PNGs; anything larger is not one of them and is not read to find out.
+MAX_EXAMPLE_BYTES = 1_000_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -199,6 +201,11 @@ def _members(labels: torch.Tensor, classes: torch.Tensor) -> list[torch.Tensor]:
     return [torch.nonzero(labels == label).flatten() for label in classes]
 
 
+# Content digest of every example file written by this process -> its kind ("digits", "faces"). Digests, not
+# paths, because the browser hands an example back as a copy under another folder.
+_EXAMPLE_KINDS: dict[str, str] = {}
+
+
 def write_images(examples: ExampleSet, indices: list[int], names: list[str], folder: str) -> list[str]:
     """Write examples[indices] as PNG files named `names` under the cache (once); returns their paths."""
     from PIL import Image
@@ -213,8 +220,25 @@ def write_images(examples: ExampleSet, indices: list[int], names: list[str], fol
             temporary = path.with_suffix(".tmp.png")
             Image.fromarray(array).save(temporary)
             os.replace(temporary, path)
+        _EXAMPLE_KINDS[_digest(path)] = examples.kind
         paths.append(str(path))
     return paths
+
+
+def _digest(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def example_kind(path: str | Path) -> str | None:
+    """The kind ("digits", "faces") of the example image whose bytes `path` holds; None for any other file."""
+    try:
+        if Path(path).stat().st_size > MAX_EXAMPLE_BYTES:
+            return None
+        return _EXAMPLE_KINDS.get(_digest(path))
+    except OSError:
+        return None
 
 
 def pair_examples(examples: ExampleSet, count: int = 6, seed: int = 1) -> list[list[str]]:

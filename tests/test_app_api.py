@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("siamese.images", reason="siamese.images (safe image loading) is not in this checkout yet")
 gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
@@ -104,3 +105,34 @@ def test_embedding_map_places_the_users_images(client, digit_paths):
     )
     assert "inverse-distance-weighted" in note
     assert plot is not None
+
+
+def test_user_errors_leave_no_traceback_in_the_server_log(server, digit_paths, tmp_path, capfd, caplog):
+    """Every ordinary mistake comes back as a message, and the server's stderr and log hold no traceback."""
+    # A session of its own: a gallery built by another test's session must not answer the "no gallery" call.
+    client = gradio_client.Client(server, verbose=False, download_files=False)
+    handle = gradio_client.handle_file
+    text = tmp_path / "not_an_image.png"
+    text.write_text("hello")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (40, 40), 255).save(blank)
+    zipped = tmp_path / "escape.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("../escape.png", b"x")
+    capfd.readouterr()
+    calls = [
+        (("mnist", None, handle(str(text)), None, handle(digit_paths[0])), "/compare_pair", "not an image"),
+        (("mnist", None, None, None, handle(digit_paths[0])), "/compare_pair", "empty"),
+        (("mnist", None, handle(str(blank)), None, handle(digit_paths[0])), "/compare_pair", "blank"),
+        (("mnist", [], ""), "/build_gallery", "gallery is empty"),
+        (("mnist", [handle(digit_paths[0]), handle(digit_paths[2])], "a,"), "/build_gallery", "label 2 is empty"),
+        (("mnist", [handle(str(zipped))], ""), "/build_gallery", "'..'"),
+        (("mnist", None, handle(digit_paths[0]), 3), "/rank_query", "Build a gallery first"),
+        (("mnist", 200, 15, [handle(str(text))]), "/embedding_map", "not an image"),
+    ]
+    for arguments, endpoint, message in calls:
+        with pytest.raises(gradio_client.exceptions.AppError, match=message):
+            client.predict(*arguments, api_name=endpoint)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err
+    assert "Traceback" not in caplog.text

@@ -16,7 +16,6 @@ from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytest.importorskip("siamese.images", reason="siamese.images (safe image loading) is not in this checkout yet")
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )

@@ -96,3 +96,17 @@ def test_an_mnist_style_digit_comes_back_nearly_unchanged():
 def test_an_empty_drawing_is_a_clear_error():
     with pytest.raises(ImageError, match="empty"):
         digit_to_mnist(Image.new("L", (50, 50), 255))
+
+
+def test_a_float_tiff_in_0_to_1_is_scaled_not_black(tmp_path):
+    values = np.zeros((12, 10), dtype=np.float32)
+    values[3:9, 4:6] = 1.0
+    values[0, 0] = 0.5
+    path = tmp_path / "float.tif"
+    Image.fromarray(values, mode="F").save(path)
+    assert Image.open(path).mode == "F"
+    decoded = np.asarray(open_image(path))
+    expected = np.round(values.astype(np.float64) * 255).astype(np.uint8)  # what 0..1 floats mean in 8 bits
+    np.testing.assert_array_equal(decoded, expected)
+    wide = Image.fromarray(values * 200, mode="F")  # a float image already in 0..255 stays as it is
+    np.testing.assert_array_equal(np.asarray(open_image(wide)), np.round(values * 200).astype(np.uint8))
