@@ -30,11 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def unit_vectors(count: int, dim: int, seed: int) -> np.ndarray:
-    """Clustered unit vectors (float32), like the embeddings of many classes."""
+    """Clustered unit vectors (float32), like the embeddings of many classes (20 images a class)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((max(1, count // 20), dim)).astype(np.float32)
     points = centres[rng.integers(0, len(centres), count)] + 0.3 * rng.standard_normal((count, dim)).astype(np.float32)
     return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def queries_like(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Queries as a gallery meets them: another photo of someone enrolled, i.e. a gallery vector moved a
+    little (about as far as two images of one class are apart), not a point in empty space."""
+    rng = np.random.default_rng(seed)
+    picked = vectors[rng.integers(0, len(vectors), count)]
+    moved = picked + 0.3 / np.sqrt(vectors.shape[1]) * rng.standard_normal(picked.shape).astype(np.float32)
+    return moved / np.linalg.norm(moved, axis=1, keepdims=True)
 
 
 def brute_force(vectors: np.ndarray, norms: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
@@ -58,7 +67,7 @@ def search_table(sizes: list[int], dim: int, query_count: int, k: int = 5) -> No
     print(f"  {'gallery':>9} {'method':<28} {'build s':>8} {'median ms':>10} {'p95 ms':>8} {'recall@5':>9}")
     for size in sizes:
         vectors = unit_vectors(size, dim, seed=0)
-        queries = unit_vectors(query_count, dim, seed=1)
+        queries = queries_like(vectors, query_count, seed=1)
         norms = (vectors**2).sum(axis=1)
         exact = [brute_force(vectors, norms, query, k) for query in queries]
         median, p95 = latency(lambda query, v=vectors, n=norms: brute_force(v, n, query, k), queries)
