@@ -36,22 +36,9 @@ FOLDS = [[f"s{number}" for number in range(first, first + 10)] for first in (1, 
 
 
 def run(preset: str, data_root: str, seed: int, test_classes: list[str] | None = None, **overrides) -> dict:
-    config = build_config(
-        {
-            "dataset": "att_faces",
-            "data_root": data_root,
-            "preset": preset,
-            "seed": seed,
-            "test_classes": test_classes,
-            "eval_every": 0,
-            "progress": False,
-            "out": f"runs/bench_faces_{preset}",
-            **overrides,
-        }
-    )
-    splits = load_splits(config)
-    result = train(config, splits)
-    return {"seconds": result.history[-1]["train_seconds"], "epochs": config.epochs, **result.metrics}
+    """Train `preset` on the faces and return its test figures (see `run_with_model`)."""
+    figures, _model, _splits = run_with_model(preset, data_root, seed, test_classes, **overrides)
+    return figures
 
 
 def print_rows(rows: list[tuple[str, dict]]) -> None:
