@@ -266,25 +266,26 @@ def _usage_section(config: dict, repo_id: str | None) -> str:
     name = repo_id or "path/to/model-folder"
     channels = config.get("in_channels", 1)
     height, width = (config.get("image_size") or ["H", "W"])[:2]
-    verdict = ""
-    if _is_number((config.get("calibration") or {}).get("threshold")):
-        verdict = 'same = distance <= model.calibration["threshold"]\n'
+    calibrated = _is_number((config.get("calibration") or {}).get("threshold"))
+    last_line = (
+        'print(model.verify("a.png", "b.png"))  # same?, distance, threshold, and the error rates measured there'
+        if calibrated
+        else 'print(model.similarity(["a.png"], ["b.png"]))  # distances: this model has no calibrated threshold'
+    )
     return (
         "## How to use\n\n"
-        "With this project's `siamese` package installed:\n\n"
+        "Install the `siamese` package of the project that trained this model (`pip install .` in its checkout, "
+        'or `pip install "git+<its repository url>"`), then:\n\n'
         "```python\n"
-        "import torch\n"
-        "from siamese.data import to_float\n"
-        "from siamese.hub import load_model\n\n"
-        f'model = load_model("{name}")  # strict, safetensors only, in eval mode\n'
-        f"images = ...  # uint8 tensor (B, {channels}, {height}, {width})\n"
-        "with torch.inference_mode():\n"
-        "    embeddings = model(to_float(images, model.preprocessing))  # (B, D)\n"
-        "distance = torch.dist(embeddings[0], embeddings[1])\n"
-        f"{verdict}"
+        "from siamese import SiameseModel\n"
+        f'model = SiameseModel.from_pretrained("{name}")  # strict, safetensors only\n'
+        f"{last_line}\n"
         "```\n\n"
-        "`config.json` records the preprocessing (`preprocessing`), the calibrated threshold (`calibration`) "
-        "and what the weights were trained on (`training`); `metrics.json` holds every measured figure."
+        f"`model.encode(images)` takes file paths, PIL images, numpy arrays or tensors, prepares them as the model "
+        f"was trained ({height}x{width}, {channels} channel{'s' if channels != 1 else ''}), and returns the "
+        "embeddings. `config.json` records the preprocessing (`preprocessing`), the thresholds chosen on validation "
+        "data (`calibration`) and what the weights were trained on (`training`); `metrics.json` holds every "
+        "measured figure."
     )
 
 
