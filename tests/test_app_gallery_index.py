@@ -43,7 +43,7 @@ def test_a_saved_gallery_over_the_upload_cap_ranks_queries_with_the_calibrated_v
     assert "**1,200** embeddings" in summary and len(state.index) == 1200 > app.MAX_GALLERY_IMAGES
     query = next((digit_folder / "7").iterdir())
     _, verdict, rows, _ = bundled_app.rank_query("mnist", state, None, str(query), 5)
-    assert rows[0][1] == "7" and rows[0][2] == pytest.approx(0.0, abs=1e-4)  # the query itself is in the gallery
+    assert rows[0][1] == "7" and rows[0][2] < 1e-2  # the query itself is in the gallery
     assert verdict.startswith("## 7")
     with pytest.raises(gr.Error, match="holds no images to re-embed"):
         bundled_app.rank_query("faces", state, None, str(query), 5)
