@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
 import app  # noqa: E402
 from scripts.standin_models import make_standin  # noqa: E402
 from siamese import examples as example_data  # noqa: E402
