@@ -277,7 +277,7 @@ def _usage_section(config: dict, repo_id: str | None) -> str:
         "Install the `siamese` package of the project that trained this model (`pip install .` in its checkout, "
         'or `pip install "git+<its repository url>"`), then:\n\n'
         "```python\n"
-        "from siamese import SiameseModel\n"
+        "from siamese import SiameseModel\n\n"
         f'model = SiameseModel.from_pretrained("{name}")  # strict, safetensors only\n'
         f"{last_line}\n"
         "```\n\n"
