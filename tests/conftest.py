@@ -30,3 +30,17 @@ def att_faces_root() -> Path:
     if not (root / "s1").is_dir():
         pytest.skip(f"AT&T faces not found at {root} (only present beside the project's shared folder)")
     return root
+
+
+@pytest.fixture(scope="module")
+def similarity_app(tmp_path_factory):
+    """The app's handlers over two untrained stand-in models (digits and faces), calibrated by the library."""
+    import app
+    from scripts.standin_models import make_standin
+
+    folder = tmp_path_factory.mktemp("models")
+    specs = [
+        app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits"))),
+        app.ModelSpec("faces", str(make_standin(folder / "faces", "faces"))),
+    ]
+    return app.SimilarityApp(specs)

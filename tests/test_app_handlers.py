@@ -12,18 +12,7 @@ import pytest
 from PIL import Image
 
 import app  # noqa: E402
-from scripts.standin_models import make_standin  # noqa: E402
 from siamese import examples as example_data  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def similarity_app(tmp_path_factory) -> app.SimilarityApp:
-    folder = tmp_path_factory.mktemp("models")
-    specs = [
-        app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits"))),
-        app.ModelSpec("faces", str(make_standin(folder / "faces", "faces"))),
-    ]
-    return app.SimilarityApp(specs)
 
 
 @pytest.fixture(scope="module")

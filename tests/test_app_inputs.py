@@ -14,19 +14,8 @@ import torch
 from PIL import Image
 
 import app
-from scripts.standin_models import make_standin
 from siamese import examples as example_data
 from siamese.calibration import nearest_reference_distances, out_of_distribution_limit
-
-
-@pytest.fixture(scope="module")
-def similarity_app(tmp_path_factory) -> app.SimilarityApp:
-    folder = tmp_path_factory.mktemp("models")
-    specs = [
-        app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits"))),
-        app.ModelSpec("faces", str(make_standin(folder / "faces", "faces"))),
-    ]
-    return app.SimilarityApp(specs)
 
 
 @pytest.fixture(scope="module")
