@@ -45,12 +45,12 @@ def gradients(module: torch.nn.Module) -> dict[str, list]:
     }
 
 
-def worker(rank: int, port: int, loss_name: str, out: str) -> None:
+def worker(rank: int, rendezvous: str, loss_name: str, out: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # A file rendezvous: no port to race for with other processes on the machine.
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
     try:
         module, images, labels = build(loss_name)
         model = DistributedDataParallel(module)
@@ -59,6 +59,7 @@ def worker(rank: int, port: int, loss_name: str, out: str) -> None:
         loss.backward()
         if rank == 0:
             Path(out).write_text(json.dumps({"loss": float(loss.detach()), "gradients": gradients(module)}))
+        dist.barrier()  # neither process leaves the group while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -67,8 +68,8 @@ def worker(rank: int, port: int, loss_name: str, out: str) -> None:
 def test_two_processes_give_the_loss_and_gradients_of_one_on_the_same_global_batch(tmp_path, loss_name):
     out = tmp_path / "rank0.json"
     context = multiprocessing.get_context("spawn")
-    port = free_port()
-    processes = [context.Process(target=worker, args=(rank, port, loss_name, str(out))) for rank in range(WORLD)]
+    rendezvous = str(tmp_path / "rendezvous")
+    processes = [context.Process(target=worker, args=(rank, rendezvous, loss_name, str(out))) for rank in range(WORLD)]
     for process in processes:
         process.start()
     for process in processes:
