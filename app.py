@@ -572,16 +572,7 @@ class SimilarityApp:
         query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
         threshold, margin = self.gallery_thresholds(model)
         ranking = state.gallery.rank(query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
-        rows = [
-            [
-                position + 1,
-                match.label,
-                round(match.distance, 4),
-                round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
-                match.name,
-            ]
-            for position, match in enumerate(ranking.matches)
-        ]
+        rows = ranking_rows(ranking, threshold)
         matches = [
             (state.thumbnails[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches
         ]
@@ -600,16 +591,7 @@ class SimilarityApp:
         query = self.embed(model, self.prepare(model, source, name).unsqueeze(0))  # (1, D)
         threshold, margin = self.gallery_thresholds(model)
         ranking = rank_in_index(state.index, query[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
-        rows = [
-            [
-                position + 1,
-                match.label,
-                round(match.distance, 4),
-                round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
-                state.index.paths[match.index],
-            ]
-            for position, match in enumerate(ranking.matches)
-        ]
+        rows = ranking_rows(ranking, threshold)  # match names are the gallery file's relative paths
         return state, ranking_markdown(ranking), rows, []
 
     # ----- tab 3: t-SNE map -----
@@ -864,6 +846,20 @@ def _nearest_classes(embedding_map, embeddings: torch.Tensor) -> list[str]:
 
     nearest = squared_pairwise_distances(embeddings, embedding_map.embeddings).argmin(dim=1)  # (M,)
     return [str(embedding_map.class_names[embedding_map.labels[index]]) for index in nearest.tolist()]
+
+
+def ranking_rows(ranking: Ranking, threshold: float | None) -> list[list]:
+    """The "Top matches" table: rank, label, distance, similarity (when calibrated) and file name."""
+    return [
+        [
+            position + 1,
+            match.label,
+            round(match.distance, 4),
+            round(float(similarity_from_distance(match.distance, threshold)), 3) if threshold else None,
+            match.name,
+        ]
+        for position, match in enumerate(ranking.matches)
+    ]
 
 
 def ranking_markdown(ranking: Ranking) -> str:
