@@ -24,15 +24,16 @@ def random_affine(
 ) -> torch.Tensor:
     """Warp float images (B, C, H, W) by per-image random rotation, shift, scale, shear and flip.
 
-    `translate` is a fraction of the image size. Random numbers come from `generator` (on the
-    CPU), so a seeded run draws the same warps on any device. Areas uncovered by the warp are
+    `translate` is a fraction of the image size. Random numbers come from `generator` on its own
+    device: a CUDA generator draws the warps on the GPU with no host transfer, a CPU generator
+    draws them on the CPU (and they are copied over). Areas uncovered by the warp are
     filled with zeros (`fill="zeros"`, black: digits' background) or with each image's own
     background (`fill="border"`: the per-channel median of its outermost pixel ring).
     """
     if fill not in ("zeros", "border"):
         raise ValueError(f"fill must be 'zeros' or 'border', got {fill!r}")
     batch = images.shape[0]
-    uniform = torch.rand(batch, 6, generator=generator)  # (B, 6) in [0, 1)
+    uniform = torch.rand(batch, 6, generator=generator, device=generator.device)  # (B, 6) in [0, 1)
     angle = (uniform[:, 0] * 2 - 1) * math.radians(degrees)  # (B,)
     zoom = scale[0] + uniform[:, 1] * (scale[1] - scale[0])  # (B,)
     shift_x = (uniform[:, 2] * 2 - 1) * translate * 2  # (B,), grid units span 2 per image
@@ -42,7 +43,7 @@ def random_affine(
 
     cos, sin = torch.cos(angle), torch.sin(angle)
     # The grid maps output positions to input positions, so the inverse zoom is applied.
-    theta = torch.zeros(batch, 2, 3)  # (B, 2, 3)
+    theta = torch.zeros(batch, 2, 3, device=generator.device)  # (B, 2, 3)
     theta[:, 0, 0] = cos / zoom * flip
     theta[:, 0, 1] = (-sin + torch.tan(skew)) / zoom
     theta[:, 1, 0] = sin / zoom * flip
@@ -71,7 +72,8 @@ def border_background(images: torch.Tensor) -> torch.Tensor:
 def random_brightness_contrast(images: torch.Tensor, generator: torch.Generator, strength: float = 0.2) -> torch.Tensor:
     """Scale contrast and shift brightness per image by up to `strength` (for photographs, not digits)."""
     batch = images.shape[0]
-    uniform = torch.rand(batch, 2, generator=generator).to(images.device, images.dtype)  # (B, 2)
+    uniform = torch.rand(batch, 2, generator=generator, device=generator.device)  # (B, 2)
+    uniform = uniform.to(images.device, images.dtype)
     contrast = 1 + (uniform[:, 0] * 2 - 1) * strength  # (B,)
     brightness = (uniform[:, 1] * 2 - 1) * strength  # (B,)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)

@@ -6,6 +6,7 @@ so no per-sample Python transform runs in the training loop.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +90,18 @@ def to_float(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
 
 def normalise(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
     """Float images in [0, 1] (B, C, H, W) -> (images - mean) / std from the preprocessing config."""
-    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=images.dtype, device=images.device)
-    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=images.dtype, device=images.device)
-    return (images - mean.reshape(-1, 1, 1)) / std.reshape(-1, 1, 1)
+    mean, std = preprocessing.get("mean", 0.0), preprocessing.get("std", 1.0)
+    mean = mean if isinstance(mean, (int, float)) else _channel_constants(tuple(mean), images.device, images.dtype)
+    std = std if isinstance(std, (int, float)) else _channel_constants(tuple(std), images.device, images.dtype)
+    return (images - mean) / std
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_constants(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Per-channel constants as a (C, 1, 1) tensor, made once per device: a fresh host-to-GPU copy
+    on every training step would make each step wait for the GPU."""
+    with torch.inference_mode(False):  # a normal tensor, usable in training after an evaluation made it
+        return torch.tensor(values, dtype=dtype).reshape(-1, 1, 1).to(device)
 
 
 def load_mnist(root: str | Path, download: bool = False) -> Splits:

@@ -48,6 +48,12 @@ def setup(device_type: str) -> Topology:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
         if device_type == "cuda":
+            if local_rank >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"torchrun started process {local_rank} on this machine, but it has "
+                    f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node at most the GPU count, or "
+                    f"--device cpu to train on the CPU with gloo"
+                )
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return Topology(rank, world_size, local_rank)

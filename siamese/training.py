@@ -252,6 +252,68 @@ def augment_batch(
     raise ValueError(f"augment must be none, digits or faces, got {kind!r}")
 
 
+def augmentation_generator(
+    seed: int, epoch: int, rank: int, device: torch.device, batch_generator: torch.Generator
+) -> torch.Generator:
+    """The generator the epoch's warps draw from.
+
+    On a GPU it lives on the device, so drawing warp parameters needs no host transfer. On the CPU,
+    a single process keeps drawing from the batch generator (seeded runs stay as they always were);
+    other ranks get their own stream, so the ranks' shares are not warped alike.
+    """
+    if device.type != "cpu":
+        generator = torch.Generator(device=device)
+        return generator.manual_seed(seed * 100_003 + epoch + 7919 * rank)
+    return epoch_generator(seed + 7919 * rank, epoch) if rank else batch_generator
+
+
+def epoch_batches_on_device(batches: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """The epoch's index batches, moved to `device` in one pinned, non-blocking transfer."""
+    if device.type == "cpu" or not batches:
+        return batches
+    flat = torch.cat(batches)  # (steps * b,) all of the epoch's indices
+    flat = flat.pin_memory().to(device, non_blocking=True)
+    return list(flat.split([len(batch) for batch in batches]))
+
+
+def prepare_batch(
+    images: torch.Tensor,
+    batch_index: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    preprocessing: dict,
+) -> torch.Tensor:
+    """Gather, scale to [0, 1], warp and normalise one batch of uint8 images, all on their device."""
+    batch = images[batch_index].float().div_(255.0)  # (b, C, H, W) in [0, 1]
+    batch = augment_batch(batch, config.augment, generator, config.horizontal_flip)
+    return normalise(batch, preprocessing).contiguous(memory_format=torch.channels_last)
+
+
+def train_step(
+    step_module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    schedule,
+    batch: torch.Tensor,
+    batch_labels: torch.Tensor,
+    device: torch.device,
+    precision: str,
+) -> torch.Tensor:
+    """One optimiser step; returns the loss on the device (reading it is left to the caller).
+
+    Embeddings run under autocast; distances and losses run in fp32 outside it (bf16 rounding is
+    the size of the distances between positive pairs). With bf16 or fp32 nothing here waits for
+    the GPU; fp16's scaler reads one flag per step to skip steps with overflowed gradients.
+    """
+    loss = step_module(batch, batch_labels, lambda: autocast_context(device, precision))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    schedule.step()
+    return loss
+
+
 def atomic_torch_save(state: dict, path: Path) -> None:
     """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file."""
     temporary = path.with_name(path.name + ".tmp")
@@ -426,29 +488,19 @@ def train(
         model.train()
         loss_function.train()
         generator = epoch_generator(config.seed, epoch)  # the same global batches on every rank
-        # Augmentation and dropout draw per rank, so the ranks' shares are not warped alike; one
-        # process keeps the batch generator, as single-process runs always have.
-        augment_generator = epoch_generator(config.seed + 7919 * topology.rank, epoch) if topology.rank else generator
+        augment_generator = augmentation_generator(config.seed, epoch, topology.rank, device, generator)
         # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
         torch.manual_seed(config.seed * 1_000_003 + epoch + 104_729 * topology.rank)
-        batches = list(epoch_batches(config, labels, generator))
+        batches = epoch_batches_on_device(
+            [distributed.shard(batch, topology) for batch in epoch_batches(config, labels, generator)], device
+        )
         progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
         running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
         seen = 0
         started = time.perf_counter()
-        for global_batch in progress:
-            batch_index = distributed.shard(global_batch, topology).to(device, non_blocking=True)
-            batch = images[batch_index].float().div_(255.0)  # (b, C, H, W) in [0, 1]
-            batch = augment_batch(batch, config.augment, augment_generator, config.horizontal_flip)
-            batch = normalise(batch, splits.preprocessing).contiguous(memory_format=torch.channels_last)
-            # Embeddings under autocast; distances and losses in fp32 outside it (bf16 rounding is
-            # the size of the distances between positive pairs).
-            loss = step_module(batch, labels[batch_index], lambda: autocast_context(device, precision))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
+        for batch_index in progress:
+            batch = prepare_batch(images, batch_index, config, augment_generator, splits.preprocessing)
+            loss = train_step(step_module, optimizer, scaler, schedule, batch, labels[batch_index], device, precision)
             running_loss += loss.detach()
             seen += 1
             if show_progress and seen % LOG_EVERY_STEPS == 0:

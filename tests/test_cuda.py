@@ -40,3 +40,65 @@ def test_one_gpu_training_step_is_finite_and_moves_the_weights(tmp_path, precisi
     assert torch.isfinite(torch.tensor(result.history[0]["loss"]))
     after = result.model.state_dict()
     assert any(not torch.equal(before[name], after[name].cpu()) for name in before if before[name].is_floating_point())
+
+
+def _faces_like_splits() -> Splits:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 255, (96, 1, 56, 46), generator=generator, dtype=torch.uint8)
+    labels = torch.arange(12).repeat_interleave(8)
+    names = [str(index) for index in range(12)]
+    return Splits(ImageSet(images, labels, names), ImageSet(images[:16], labels[:16], names), {}, {"name": "toy"})
+
+
+@pytest.mark.parametrize("preset", ["tutorial", "fast", "faces", "article"])
+def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
+    """Steps after the first raise if anything in them blocks the host on the device (sync debug mode)."""
+    if not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    from siamese import distributed
+    from siamese.data import epoch_generator
+    from siamese.losses import build_loss
+    from siamese.training import (
+        augmentation_generator,
+        build_model,
+        build_optimizer,
+        build_schedule,
+        epoch_batches,
+        epoch_batches_on_device,
+        prepare_batch,
+        train_step,
+    )
+
+    splits = toy_splits() if preset in ("tutorial", "fast") else _faces_like_splits()
+    overrides = {"classes_per_batch": 4, "samples_per_class": 4, "batch_size": 16} if preset != "article" else {}
+    config = build_config(
+        {"dataset": "mnist", "preset": preset, "epochs": 1, "precision": "bf16", "device": "cuda",
+         "progress": False, "eval_every": 0, "out": str(tmp_path / "m"), **overrides}
+    )  # fmt: skip
+    device = torch.device("cuda")
+    model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
+    class_count = int(splits.train.labels.max()) + 1
+    loss_function = build_loss(config.loss, config.margin, config.embedding_dim, class_count, config.parts).to(device)
+    optimizer = build_optimizer(config, [model, loss_function])
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    schedule = build_schedule(config, optimizer, 100)
+    step_module = distributed.ModelAndLoss(model, loss_function)
+    images, labels = splits.train.images.to(device), splits.train.labels.to(device)
+    generator = epoch_generator(config.seed, 0)
+    augment = augmentation_generator(config.seed, 0, 0, device, generator)
+    batches = epoch_batches_on_device(list(epoch_batches(config, labels, generator)), device)
+    assert len(batches) >= 3
+    first = prepare_batch(images, batches[0], config, augment, splits.preprocessing)
+    train_step(step_module, optimizer, scaler, schedule, first, labels[batches[0]], device, "bf16")  # warm-up
+    torch.cuda.synchronize()
+    running = torch.zeros((), device=device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch_index in batches[1:3]:
+            batch = prepare_batch(images, batch_index, config, augment, splits.preprocessing)
+            running += train_step(
+                step_module, optimizer, scaler, schedule, batch, labels[batch_index], device, "bf16"
+            ).detach()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(running).item()

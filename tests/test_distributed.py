@@ -108,6 +108,7 @@ def test_torchrun_with_two_processes_writes_one_complete_model_folder(tmp_path):
         "--test-classes", "class_6", "class_7", "--val-classes", "class_4", "class_5", "--widths", "4", "8",
         "--embedding-dim", "10", "--classes-per-batch", "4", "--samples-per-class", "2", "--epochs", "2",
         "--precision", "fp32", "--progress", "false", "--one-shot-draws", "5", "--out", str(out),
+        "--device", "cpu",  # gloo on the CPU, also on a machine with one GPU (two ranks cannot share it)
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=environment)
