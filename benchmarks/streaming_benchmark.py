@@ -29,8 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.cache import build_cache, folder_images  # noqa: E402
+from siamese.cache import build_cache  # noqa: E402
 from siamese.data import class_balanced_batches, to_float  # noqa: E402
+from siamese.folders import list_image_folder as folder_images  # noqa: E402
 from siamese.models import EmbeddingNet  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]

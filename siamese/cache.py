@@ -31,28 +31,6 @@ def _common_root(paths: list[Path]) -> Path:
     return Path(os.path.commonpath([str(path.parent) for path in paths]))
 
 
-def folder_images(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
-    """Image paths under root/<class>/ with integer labels, and the class names in label order.
-
-    Only the file names are read (no decoding), so listing a folder of 100,000 images is quick.
-    """
-    from siamese.folders import IMAGE_SUFFIXES
-
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder: expected one sub-folder per class")
-    class_folders = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
-    paths, labels = [], []
-    for label, folder in enumerate(class_folders):
-        for entry in sorted(os.scandir(folder), key=lambda item: item.name):
-            if entry.is_file() and not entry.name.startswith(".") and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(Path(entry.path))
-                labels.append(label)
-    if not paths:
-        raise ValueError(f"{root} has no images in class sub-folders")
-    return paths, labels, [folder.name for folder in class_folders]
-
-
 def cache_key(paths: list[str | Path], labels: list[int], preprocessing: dict) -> str:
     """A hash of the sorted relative paths with their labels, sizes and modification times, and the preprocessing.
 
@@ -75,17 +53,31 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
-def _decode_into(data_path: str, shape: tuple[int, ...], start: int, paths: list[str], preprocessing: dict) -> int:
-    """Worker task: decode `paths` into rows start, start + 1, ... of the memory-mapped array."""
+def _decode_into(
+    data_path: str, shape: tuple[int, ...], start: int, paths: list[str], preprocessing: dict, skip_unreadable: bool
+) -> list[tuple[int, str]]:
+    """Worker task: decode `paths` into rows start, start + 1, ... of the memory-mapped array.
+
+    Returns the rows left blank because their file could not be read (only with `skip_unreadable`;
+    otherwise the first such file raises).
+    """
     images = np.memmap(data_path, dtype=np.uint8, mode="r+", shape=shape)
+    unreadable = []
     for offset, path in enumerate(paths):
-        tensor = prepare_image(path, preprocessing)  # (C, H, W) uint8
-        if tuple(tensor.shape) != shape[1:]:
-            raise ImageError(f"{path}: decoded to shape {tuple(tensor.shape)}, expected {shape[1:]} like the others")
+        try:
+            tensor = prepare_image(path, preprocessing)  # (C, H, W) uint8
+            if tuple(tensor.shape) != shape[1:]:
+                decoded = tuple(tensor.shape)
+                raise ImageError(f"{path}: decoded to shape {decoded}, expected {shape[1:]} like the others")
+        except ImageError as error:
+            if not skip_unreadable:
+                raise
+            unreadable.append((start + offset, str(error)))
+            continue
         images[start + offset] = tensor.numpy()
     images.flush()
     del images
-    return len(paths)
+    return unreadable
 
 
 def build_cache(
@@ -94,12 +86,15 @@ def build_cache(
     preprocessing: dict,
     cache_dir: str | Path,
     workers: int | None = None,
+    skip_unreadable: bool = False,
 ) -> CachedImages:
     """Decode every image once into `cache_dir`, or reuse the complete cache made from the same files.
 
     The images are stored in the order of their sorted relative paths; `CachedImages.labels` and
     `.paths` follow that order. `workers` processes decode in parallel (0 decodes here; None uses
-    every CPU). The preprocessing must give every image the same shape (set a `size`).
+    every CPU). The preprocessing must give every image the same shape (set a `size`). An unreadable
+    file stops the build with its name, or with `skip_unreadable` is listed in the cache's
+    `unreadable` (its row stays blank; loaders leave it out).
     """
     labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(label) for label in labels]
     if not paths:
@@ -118,8 +113,7 @@ def build_cache(
     ordered = sorted(zip((str(path.relative_to(root)) for path in absolute), labels, strict=True))
     relative_paths = [relative for relative, _ in ordered]
     absolute_paths = [str(root / relative) for relative in relative_paths]
-    first = prepare_image(absolute_paths[0], preprocessing)  # (C, H, W): the shape every image must share
-    shape = (len(absolute_paths), *first.shape)
+    shape = (len(absolute_paths), *_first_shape(absolute_paths, preprocessing, skip_unreadable))
 
     # Temporary names carry the process id, so two builds of the same key never write one file.
     partial_data = cache_dir / f"{key}{DATA_SUFFIX}.partial-{os.getpid()}"
@@ -129,18 +123,19 @@ def build_cache(
             handle.truncate(int(np.prod(shape)))  # a sparse file of the final size
         chunks = [(start, absolute_paths[start : start + CHUNK_SIZE]) for start in range(0, shape[0], CHUNK_SIZE)]
         workers = (os.cpu_count() or 1) if workers is None else workers
+        unreadable: list[tuple[int, str]] = []
         if workers <= 0:
             for start, chunk in chunks:
-                _decode_into(str(partial_data), shape, start, chunk, preprocessing)
+                unreadable += _decode_into(str(partial_data), shape, start, chunk, preprocessing, skip_unreadable)
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_single_threaded) as pool:
                 futures = [
-                    pool.submit(_decode_into, str(partial_data), shape, start, chunk, preprocessing)
+                    pool.submit(_decode_into, str(partial_data), shape, start, chunk, preprocessing, skip_unreadable)
                     for start, chunk in chunks
                 ]
                 try:
                     for future in futures:
-                        future.result()  # re-raises a worker's ImageError with the file's name
+                        unreadable += future.result()  # re-raises a worker's ImageError with the file's name
                 except BaseException:
                     for future in futures:
                         future.cancel()  # stop at the first bad file rather than decode the rest
@@ -155,6 +150,7 @@ def build_cache(
             "paths": relative_paths,
             "labels": [label for _, label in ordered],
             "preprocessing": preprocessing,
+            "unreadable": [[relative_paths[row], message] for row, message in sorted(unreadable)],
         }
         partial_index.write_text(json.dumps(index))
         # The data first, the index last: an index only ever names a complete data file.
@@ -164,6 +160,17 @@ def build_cache(
         partial_data.unlink(missing_ok=True)
         partial_index.unlink(missing_ok=True)
     return CachedImages(index_path)
+
+
+def _first_shape(paths: list[str], preprocessing: dict, skip_unreadable: bool) -> tuple[int, ...]:
+    """The (C, H, W) every image must share: that of the first readable file."""
+    for path in paths:
+        try:
+            return tuple(prepare_image(path, preprocessing).shape)
+        except ImageError:
+            if not skip_unreadable:
+                raise
+    raise ImageError(f"none of the {len(paths)} image files could be read")
 
 
 class CachedImages:
@@ -187,6 +194,8 @@ class CachedImages:
         self.root = Path(index["root"])
         self.paths = [str(self.root / relative) for relative in index["paths"]]
         self.preprocessing = index["preprocessing"]
+        # Files that could not be decoded (built with skip_unreadable): (path, reason); their rows are blank.
+        self.unreadable = [(str(self.root / relative), message) for relative, message in index.get("unreadable", [])]
         self.pin_memory = torch.cuda.is_available()
 
     def __len__(self) -> int:
@@ -210,3 +219,45 @@ class CachedImages:
         if device is None:
             return batch
         return batch.to(device, non_blocking=self.pin_memory)
+
+
+class MappedImages:
+    """Rows of a `CachedImages`, in a chosen order, standing in for a uint8 (N, C, H, W) tensor.
+
+    Nothing is read until asked for: indexing with a slice or with indices returns those images as
+    a uint8 tensor (read from the memory map), and `subset` makes a new view without reading. A
+    training set of a million images thus costs its index, not its pixels, in memory.
+    """
+
+    dtype = torch.uint8
+    ndim = 4
+    device = torch.device("cpu")
+
+    def __init__(self, cache: CachedImages, rows: np.ndarray | torch.Tensor | list[int]):
+        self.cache = cache
+        self.rows = np.asarray(torch.as_tensor(rows, dtype=torch.long))  # (N,) rows of the cache
+        if self.rows.ndim != 1:
+            raise ValueError(f"rows must be 1-D, got shape {self.rows.shape}")
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.cache.shape[1:]))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: slice | torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
+        """Images as uint8 (B, C, H, W) on the CPU (in pinned memory where CUDA is available)."""
+        if isinstance(key, slice):
+            return self.cache.batch(self.rows[key])
+        if isinstance(key, int):
+            return self.cache.batch(self.rows[[key]])[0]
+        return self.cache.batch(self.rows[np.asarray(torch.as_tensor(key, dtype=torch.long).cpu())])
+
+    def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> MappedImages:
+        """The images at `indices`, still unread."""
+        return MappedImages(self.cache, self.rows[np.asarray(torch.as_tensor(indices, dtype=torch.long).cpu())])
+
+    def to(self, device: torch.device | str) -> torch.Tensor:
+        """Every image read into one tensor on `device` (only for sets that fit in memory)."""
+        return self[:].to(device)

@@ -117,6 +117,7 @@ PRESETS["best"] = {**PRESETS["fast"], "epochs": 60}
 PRESETS["folder"] = {key: value for key, value in PRESETS["faces"].items() if key != "image_size"}
 PRESETS["folder"]["horizontal_flip"] = False
 
+STREAM_CHOICES = ("auto", "always", "never")
 DEFAULT_PRESET = {"mnist": "mnist", "digits": "mnist", "att_faces": "faces", "folder": "folder"}
 
 
@@ -136,6 +137,10 @@ class TrainConfig:
     val_groups: list[str] | None = None
     val_fraction: float = 0.15
     skip_unreadable: bool = False
+    # Folders: "auto" streams from a decoded-image cache on disk when the decoded images would be
+    # large (see siamese.training.should_stream), "always" or "never" force the choice.
+    stream: str = "auto"
+    cache_dir: str | None = None
     image_size: list[int] | None = None
     grayscale: bool = True
     # Recipe
@@ -192,6 +197,8 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     dataset = given.get("dataset", TrainConfig.dataset)
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if given.get("stream", "auto") not in STREAM_CHOICES:
+        raise ValueError(f"stream must be one of {STREAM_CHOICES}, got {given['stream']!r}")
     preset = given.get("preset") or DEFAULT_PRESET[dataset]
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")

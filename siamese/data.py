@@ -19,7 +19,11 @@ DIGITS_PREPROCESSING = {"kind": "digits", "grayscale": True, "size": [28, 28], "
 
 @dataclass
 class ImageSet:
-    """Images (N, C, H, W) uint8 with integer labels (N,) and the class names they index."""
+    """Images (N, C, H, W) uint8 with integer labels (N,) and the class names they index.
+
+    `images` is a tensor, or for folders too large for memory a `siamese.cache.MappedImages`, which
+    reads images from the decoded cache on disk only when indexed.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -40,11 +44,16 @@ class ImageSet:
     def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device), self.class_names, self.paths)
 
+    @property
+    def streamed(self) -> bool:
+        """True when the images are read from a decoded-image cache on disk as needed (`siamese.cache`)."""
+        return not isinstance(self.images, torch.Tensor)
+
     def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
         index = torch.as_tensor(indices, dtype=torch.long)
         paths = [self.paths[i] for i in index.tolist()] if self.paths else []
         return ImageSet(
-            self.images[index.to(self.images.device)],
+            self.images.subset(index) if self.streamed else self.images[index.to(self.images.device)],
             self.labels[index.to(self.labels.device)],
             self.class_names,
             paths,
@@ -185,7 +194,11 @@ def class_balanced_batches(
     if len(classes) < 2:
         raise ValueError(f"class-balanced batches need at least 2 classes, got {len(classes)}")
     classes_per_batch = min(classes_per_batch, len(classes))
-    members = [torch.nonzero(labels == label).flatten() for label in classes]
+    # Members of every class from one stable sort (ascending indices within a class), not one
+    # comparison over all labels per class: O(N log N) instead of O(N x classes).
+    order = torch.argsort(labels, stable=True)  # (N,) image indices grouped by class
+    counts = torch.bincount(labels)[classes]  # (classes,)
+    members = list(order.split(counts.tolist()))
     cursors = [members_of[torch.randperm(len(members_of), generator=generator)] for members_of in members]
     positions = [0] * len(classes)
     batch_count = max(1, len(labels) // (classes_per_batch * samples_per_class))

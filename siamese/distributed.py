@@ -11,6 +11,7 @@ ranks, not only those within one rank's share.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -55,7 +56,9 @@ def setup(device_type: str) -> Topology:
                     f"--device cpu to train on the CPU with gloo"
                 )
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        # A long timeout: the other processes wait at a barrier while the first on each machine decodes
+        # a large folder into its cache (an hour for a million photos).
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(hours=3))
     return Topology(rank, world_size, local_rank)
 
 

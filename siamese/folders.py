@@ -9,6 +9,7 @@ be whole groups, so that no held-out class shares a group with training.
 from __future__ import annotations
 
 import fnmatch
+import os
 import statistics
 import warnings
 from pathlib import Path
@@ -116,18 +117,16 @@ def infer_image_size(paths: list[Path], max_side: int = 64, sample: int = 200, s
     return [multiple_of_8(longer * aspect), multiple_of_8(longer)]
 
 
-def load_image_folder(
-    root: str | Path,
-    preprocessing: dict,
-    skip_unreadable: bool = False,
-    min_images_per_class: int = 2,
-    class_depth: int = 1,
-) -> ImageSet:
-    """Every image under root/<class>/ (or root/<group>/<class>/), decoded and resized as `preprocessing` says."""
+def list_image_folder(
+    root: str | Path, class_depth: int = 1, skip_unreadable: bool = False
+) -> tuple[list[Path], list[int], list[str]]:
+    """The image files under root/<class>/ (or root/<group>/<class>/) with labels, and the class names
+    in label order, without decoding anything. A file that is not an image stops the listing with its
+    name, or with `skip_unreadable` is left out with a warning; hidden files and nested folders are ignored.
+    """
     root = Path(root)
-    images, labels, paths, names = [], [], [], []
+    paths, labels, names = [], [], []
     for folder in _class_folders(root, class_depth):
-        count = 0
         for path in sorted(folder.iterdir()):
             if path.name.startswith(".") or path.is_dir():
                 continue  # hidden files such as .DS_Store, nested folders
@@ -137,25 +136,85 @@ def load_image_folder(
                     warnings.warn(f"skipping {message}", stacklevel=2)
                     continue
                 raise DataError(message + "; remove it or pass --skip-unreadable")
-            try:
-                tensor = prepare_image(path, preprocessing)  # (C, H, W) uint8
-            except ImageError as error:
-                if skip_unreadable:
-                    warnings.warn(f"skipping {error}", stacklevel=2)
-                    continue
-                raise DataError(f"{error}; remove it or pass --skip-unreadable") from error
-            images.append(tensor)
+            paths.append(path)
             labels.append(len(names))
-            paths.append(str(path))
-            count += 1
-        name = folder.relative_to(root).as_posix()
+        names.append(folder.relative_to(root).as_posix())
+    return paths, labels, names
+
+
+def _check_class_sizes(labels: torch.Tensor, names: list[str], root: Path, min_images_per_class: int) -> None:
+    counts = torch.bincount(labels, minlength=len(names)).tolist()
+    for name, count in zip(names, counts, strict=True):
         if count < min_images_per_class:
             raise DataError(
                 f"class {name!r} in {root} has {count} usable image(s); each class needs at least "
                 f"{min_images_per_class} so that it forms same-class pairs"
             )
-        names.append(name)
-    return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.long), names, paths)
+
+
+def load_image_folder(
+    root: str | Path,
+    preprocessing: dict,
+    skip_unreadable: bool = False,
+    min_images_per_class: int = 2,
+    class_depth: int = 1,
+) -> ImageSet:
+    """Every image under root/<class>/ (or root/<group>/<class>/), decoded and resized as `preprocessing` says."""
+    root = Path(root)
+    listed, listed_labels, names = list_image_folder(root, class_depth, skip_unreadable)
+    images, labels, paths = [], [], []
+    for path, label in zip(listed, listed_labels, strict=True):
+        try:
+            tensor = prepare_image(path, preprocessing)  # (C, H, W) uint8
+        except ImageError as error:
+            if skip_unreadable:
+                warnings.warn(f"skipping {error}", stacklevel=2)
+                continue
+            raise DataError(f"{error}; remove it or pass --skip-unreadable") from error
+        images.append(tensor)
+        labels.append(label)
+        paths.append(str(path))
+    label_tensor = torch.tensor(labels, dtype=torch.long)
+    _check_class_sizes(label_tensor, names, root, min_images_per_class)
+    return ImageSet(torch.stack(images), label_tensor, names, paths)
+
+
+def stream_image_folder(
+    root: str | Path,
+    preprocessing: dict,
+    cache_dir: str | Path,
+    skip_unreadable: bool = False,
+    min_images_per_class: int = 2,
+    class_depth: int = 1,
+    workers: int | None = None,
+) -> ImageSet:
+    """The same images as `load_image_folder`, in the same order, but decoded once into a uint8 cache
+    on disk (`siamese.cache`) and read from it as needed; an unchanged folder reuses its cache at once."""
+    from siamese.cache import MappedImages, build_cache
+
+    root = Path(root)
+    listed, listed_labels, names = list_image_folder(root, class_depth, skip_unreadable)
+    if not listed:
+        raise DataError(f"{root} has no image files in its class folders")
+    try:
+        cached = build_cache(listed, listed_labels, preprocessing, cache_dir, workers, skip_unreadable)
+    except ImageError as error:
+        raise DataError(f"{error}; remove it or pass --skip-unreadable") from error
+    for _, message in cached.unreadable:
+        if not skip_unreadable:  # a cache built with skipping, reused without: refuse as a fresh build would
+            raise DataError(f"{message}; remove it or pass --skip-unreadable")
+        warnings.warn(f"skipping {message}", stacklevel=2)
+    unreadable = {path for path, _ in cached.unreadable}  # absolute paths, as the cache keeps them
+    row_of = {path: row for row, path in enumerate(cached.paths)}
+    kept = [
+        (os.path.abspath(path), label)
+        for path, label in zip(listed, listed_labels, strict=True)
+        if os.path.abspath(path) not in unreadable
+    ]
+    rows = [row_of[path] for path, _ in kept]  # the listing's order, as in memory
+    labels = torch.tensor([label for _, label in kept], dtype=torch.long)
+    _check_class_sizes(labels, names, root, min_images_per_class)
+    return ImageSet(MappedImages(cached, rows), labels, names, [path for path, _ in kept])
 
 
 def _matching(patterns: list[str], candidates: list[str], what: str, available: list[str]) -> list[str]:
@@ -280,13 +339,21 @@ def load_folder_splits(
     val_classes: list[str] | None = None,
     val_groups: list[str] | None = None,
     val_fraction: float = 0.0,
+    cache_dir: str | Path | None = None,
 ) -> Splits:
     """A class folder split into training classes, validation classes and unseen test classes.
 
     `val_fraction` defaults to 0 here (no validation) for direct callers; training asks for one.
-    With no test classes (`test_fraction=0`), the test set is empty and says so.
+    With no test classes (`test_fraction=0`), the test set is empty and says so. With `cache_dir`,
+    the images are decoded once into a cache there and streamed from it (`stream_image_folder`);
+    the splits are the same either way.
     """
-    image_set = load_image_folder(root, preprocessing, skip_unreadable=skip_unreadable, class_depth=class_depth)
+    if cache_dir is None:
+        image_set = load_image_folder(root, preprocessing, skip_unreadable=skip_unreadable, class_depth=class_depth)
+    else:
+        image_set = stream_image_folder(
+            root, preprocessing, cache_dir, skip_unreadable=skip_unreadable, class_depth=class_depth
+        )
     train_names, validation_names, test_names = split_classes(
         image_set.class_names,
         test_classes=test_classes,

