@@ -1,13 +1,16 @@
-"""Training-style batches from the decoded-image cache against the same images held in memory.
+"""Training from the decoded-image cache against training from the same images held in memory.
 
-Reports the first run's decode time (building the cache), the cached start (listing the folder and
-reopening the complete cache), peak resident memory while streaming, and images per second drawing
-P x K batches (uint8 batch -> float -> normalise -> a forward pass of the small convnet) from the
-memory-mapped cache and from an in-memory uint8 tensor of the same images. The two paths run back
-to back over the same batches, alternating which goes first, so a busy shared CPU slows both alike.
+Reports the first run's decode time (listing the folder and building the cache), the cached start
+(listing again, hashing the file list and reopening the complete cache: what every later training
+run pays), peak resident memory while training from the cache, and training images per second for
+the two paths of `siamese.training`: batches read ahead from the memory map (`read_ahead`) and
+batches gathered from a uint8 tensor in memory. Both run the library's own training step (the
+folder preset: P x K batches, warps, the part-based CosFace convnet, AdamW) on the same batches,
+in alternating rounds, so a busy shared machine slows both alike.
 
   python benchmarks/streaming_benchmark.py                      # quick: 5,000 images, 100 classes
-  python benchmarks/streaming_benchmark.py --images 100000 --classes 1000 --folder /tmp/synthetic_100k
+  python benchmarks/streaming_benchmark.py --images 100000 --classes 1000
+  python benchmarks/streaming_benchmark.py --device cuda        # on a GPU
 
 The synthetic folder is generated on first use (scripts/make_synthetic_folder.py) and never committed.
 """
@@ -24,15 +27,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.cache import build_cache  # noqa: E402
-from siamese.data import class_balanced_batches, to_float  # noqa: E402
-from siamese.folders import list_image_folder as folder_images  # noqa: E402
-from siamese.models import EmbeddingNet  # noqa: E402
+from siamese import distributed  # noqa: E402
+from siamese.config import build_config  # noqa: E402
+from siamese.data import Splits, class_balanced_batches  # noqa: E402
+from siamese.folders import stream_image_folder  # noqa: E402
+from siamese.losses import build_loss  # noqa: E402
+from siamese.precision import configure_backends, grad_scaler, pick_device, pick_precision  # noqa: E402
+from siamese.training import (  # noqa: E402
+    augmentation_generator,
+    build_model,
+    build_optimizer,
+    build_schedule,
+    epoch_batches_on_device,
+    prepare_batch,
+    read_ahead,
+    train_step,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -53,15 +67,34 @@ def evict_from_page_cache(path: Path) -> None:
         os.close(descriptor)
 
 
-def run_batches(draw, batches: list[torch.Tensor], model: torch.nn.Module, preprocessing: dict) -> float:
-    """Seconds to turn each batch of indices into embeddings."""
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for indices in batches:
-            images = draw(indices)  # (B, C, H, W) uint8
-            inputs = to_float(images, preprocessing).contiguous(memory_format=torch.channels_last)
-            model(inputs)  # (B, D)
-    return time.perf_counter() - started
+class Trainer:
+    """One model, loss, optimiser and schedule built as `train()` builds them, stepping on given batches."""
+
+    def __init__(self, config, splits: Splits, device: torch.device, precision: str):
+        torch.manual_seed(config.seed)
+        self.config, self.device, self.precision, self.preprocessing = config, device, precision, splits.preprocessing
+        model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
+        class_count = int(splits.train.labels.max()) + 1
+        loss = build_loss(config.loss, config.margin, config.embedding_dim, class_count, config.parts).to(device)
+        self.optimizer = build_optimizer(config, [model, loss])
+        self.scaler = grad_scaler(device, precision)
+        self.schedule = build_schedule(config, self.optimizer, 10**6)
+        self.step_module = distributed.ModelAndLoss(model, loss)
+        self.generator = augmentation_generator(config.seed, 0, 0, device, torch.Generator().manual_seed(1))
+        self.labels = splits.train.labels.to(device)
+
+    def run(self, pixel_batches, device_batches: list[torch.Tensor]) -> float:
+        """Seconds to train on each batch (the uint8 pixels arrive from `pixel_batches`)."""
+        started = time.perf_counter()
+        for pixels, indices in zip(pixel_batches, device_batches, strict=True):
+            batch = prepare_batch(pixels, self.config, self.generator, self.preprocessing)
+            train_step(
+                self.step_module, self.optimizer, self.scaler, self.schedule, batch, self.labels[indices],
+                self.device, self.precision,
+            )  # fmt: skip
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,8 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
     parser.add_argument("--classes-per-batch", type=int, default=32)
     parser.add_argument("--samples-per-class", type=int, default=4)
-    parser.add_argument("--batches", type=int, default=6, help="batches per round and path")
+    parser.add_argument("--batches", type=int, default=6, help="training steps per round and path")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
 
@@ -95,55 +129,69 @@ def main(argv: list[str] | None = None) -> None:
     cache_dir = arguments.cache_dir or Path(tempfile.mkdtemp(prefix="siamese_cache_"))
 
     started = time.perf_counter()
-    paths, labels, _ = folder_images(folder)
-    cached = build_cache(paths, labels, preprocessing, cache_dir, workers=arguments.workers)
+    streamed = stream_image_folder(folder, preprocessing, cache_dir, workers=arguments.workers)
     report["first_run_seconds"] = round(time.perf_counter() - started, 2)
-    report["images"] = len(cached)
-    report["cache_megabytes"] = round(int(np.prod(cached.shape)) / 2**20, 1)
-    report["peak_rss_after_build"] = peak_rss_megabytes()
-    del cached
+    report["images"] = len(streamed)
+    report["cache_megabytes"] = round(streamed.images.shape.numel() / 2**20, 1)
+    del streamed
 
     started = time.perf_counter()
-    paths, labels, _ = folder_images(folder)
-    cached = build_cache(paths, labels, preprocessing, cache_dir, workers=arguments.workers)
+    streamed = stream_image_folder(folder, preprocessing, cache_dir, workers=arguments.workers)
     report["cached_start_seconds"] = round(time.perf_counter() - started, 2)
+    report["peak_rss_before_training"] = peak_rss_megabytes()
 
-    torch.manual_seed(arguments.seed)
-    channels, height, width = cached.shape[1:]
-    model = EmbeddingNet(architecture="convnet", embedding_dim=64, in_channels=channels, image_size=(height, width))
-    model = model.eval().to(memory_format=torch.channels_last)
+    device = pick_device(arguments.device)
+    precision = pick_precision(device, "auto")
+    configure_backends(device)
+    config = build_config(
+        {
+            "dataset": "folder", "preset": "folder", "image_size": size, "grayscale": False, "device": str(device),
+            "classes_per_batch": arguments.classes_per_batch, "samples_per_class": arguments.samples_per_class,
+            "seed": arguments.seed,
+        }
+    )  # fmt: skip
+    empty = streamed.subset(torch.arange(0))
     generator = torch.Generator().manual_seed(arguments.seed)
     all_batches = list(
-        class_balanced_batches(cached.labels, arguments.classes_per_batch, arguments.samples_per_class, generator)
+        class_balanced_batches(streamed.labels, arguments.classes_per_batch, arguments.samples_per_class, generator)
     )
     batch_size = arguments.classes_per_batch * arguments.samples_per_class
     needed = arguments.batches * (arguments.rounds + 1)
     if len(all_batches) < needed:
         raise SystemExit(f"the folder gives {len(all_batches)} batches of {batch_size}; need {needed}: use more images")
+    rounds = [all_batches[r * arguments.batches : (r + 1) * arguments.batches] for r in range(arguments.rounds + 1)]
 
-    with torch.inference_mode():  # the first forward pass picks its kernels; keep that out of the timings
-        model(torch.zeros(batch_size, channels, height, width).contiguous(memory_format=torch.channels_last))
-    # Cold: the cache file's pages dropped first, so these batches read from the disk.
-    evict_from_page_cache(Path(cached.images.filename))
-    cold_seconds = run_batches(cached.batch, all_batches[: arguments.batches], model, preprocessing)
-    report["memmap_cold_images_per_second"] = round(arguments.batches * batch_size / cold_seconds, 1)
-    rounds = [all_batches[(r + 1) * arguments.batches : (r + 2) * arguments.batches] for r in range(arguments.rounds)]
-    run_batches(cached.batch, rounds[0], model, preprocessing)  # a warm pass, still without the in-memory copy
-    report["peak_rss_while_streaming"] = peak_rss_megabytes()
+    splits = Splits(streamed, empty, preprocessing, {"name": "synthetic"})
+    from_cache = Trainer(config, splits, device, precision)
+    # Cold: the cache file's pages dropped first, so the first round reads from the disk (and warms up).
+    evict_from_page_cache(Path(streamed.images.cache.images.filename))
+    cold = from_cache.run(read_ahead(streamed.images, rounds[0], device), epoch_batches_on_device(rounds[0], device))
+    report["cache_cold_images_per_second"] = round(arguments.batches * batch_size / cold, 1)
+    for batches in rounds[1:]:  # the cache path alone first, so its peak memory is its own
+        from_cache.run(read_ahead(streamed.images, batches, device), epoch_batches_on_device(batches, device))
+    report["peak_rss_while_training_from_cache"] = peak_rss_megabytes()
 
-    in_memory = torch.from_numpy(np.array(cached.images))  # (N, C, H, W) uint8, the whole set in RAM
-    draws = {"memmap": cached.batch, "in_memory": lambda indices: in_memory[indices]}
-    seconds: dict[str, list[float]] = {"memmap": [], "in_memory": []}
-    for round_index, batches in enumerate(rounds):
-        order = ("memmap", "in_memory") if round_index % 2 == 0 else ("in_memory", "memmap")
-        for name in order:
-            seconds[name].append(run_batches(draws[name], batches, model, preprocessing))
-    images_per_path = arguments.batches * batch_size * len(rounds)
+    in_memory_images = streamed.images[:].to(device)  # (N, C, H, W) uint8: the whole set, as train() holds it
+    in_memory = Trainer(config, splits, device, precision)  # the same start: same seed, same shapes
+    warm_up = epoch_batches_on_device(rounds[0], device)
+    in_memory.run((in_memory_images[indices] for indices in warm_up), warm_up)
+    seconds: dict[str, list[float]] = {"cache": [], "in_memory": []}
+    for round_index, batches in enumerate(rounds[1:]):
+        on_device = epoch_batches_on_device(batches, device)
+        for name in ("cache", "in_memory") if round_index % 2 == 0 else ("in_memory", "cache"):
+            if name == "cache":
+                elapsed = from_cache.run(read_ahead(streamed.images, batches, device), on_device)
+            else:
+                elapsed = in_memory.run((in_memory_images[indices] for indices in on_device), on_device)
+            seconds[name].append(elapsed)
+    images_per_path = arguments.batches * batch_size * arguments.rounds
     for name, values in seconds.items():
-        report[f"{name}_images_per_second"] = round(images_per_path / sum(values), 1)
-    report["memmap_over_in_memory"] = round(sum(seconds["in_memory"]) / sum(seconds["memmap"]), 3)
+        report[f"{name}_training_images_per_second"] = round(images_per_path / sum(values), 1)
+    report["cache_over_in_memory"] = round(sum(seconds["in_memory"]) / sum(seconds["cache"]), 3)
     report["per_round_seconds"] = {name: [round(value, 3) for value in values] for name, values in seconds.items()}
     report["batch_size"] = batch_size
+    report["device"] = str(device)
+    report["precision"] = precision
     report["peak_rss_with_in_memory_copy"] = peak_rss_megabytes()
     print(json.dumps(report, indent=2))
 
