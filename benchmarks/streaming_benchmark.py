@@ -67,6 +67,17 @@ def evict_from_page_cache(path: Path) -> None:
         os.close(descriptor)
 
 
+def resident_megabytes_now() -> dict:
+    """Resident memory now (Linux): anonymous (the process's own) and file-backed (the cache's touched pages)."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
 class Trainer:
     """One model, loss, optimiser and schedule built as `train()` builds them, stepping on given batches."""
 
@@ -170,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     for batches in rounds[1:]:  # the cache path alone first, so its peak memory is its own
         from_cache.run(read_ahead(streamed.images, batches, device), epoch_batches_on_device(batches, device))
     report["peak_rss_while_training_from_cache"] = peak_rss_megabytes()
+    report["rss_after_training_from_cache"] = resident_megabytes_now()
 
     in_memory_images = streamed.images[:].to(device)  # (N, C, H, W) uint8: the whole set, as train() holds it
     in_memory = Trainer(config, splits, device, precision)  # the same start: same seed, same shapes

