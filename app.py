@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import html
 import io
+import json
 import os
 import re
 import socket
@@ -793,16 +794,26 @@ def _sketch_image(drawing):
 
 
 def _pick_source(drawing, upload, side: str, choice: str | None = None):
-    """The image one input slot holds: the input the user touched last (`choice`, "drawing" or "upload") when it
-    holds an image, else whichever one does (the upload first); a gr.Error if neither does."""
+    """The image one input slot holds: the input the user touched last (`choice`, "drawing" or "upload"), and a
+    gr.Error when that input is empty (never a silent switch to the other one, which may hold an old example).
+    With no choice yet, whichever holds an image (the upload first)."""
     paths = _file_paths(upload)
     sketch = _sketch_image(drawing)
-    order = ("drawing", "upload") if choice == "drawing" else ("upload", "drawing")
-    for source in order:
-        if source == "upload" and paths:
-            return paths[0], Path(paths[0]).name
-        if source == "drawing" and sketch is not None:
-            return sketch, f"drawing {side}"
+    if choice == "drawing":
+        if sketch is None:
+            raise user_error(
+                f"Image {side}: the drawing is in use (you touched it last), but the canvas is empty. Draw on it, "
+                f"or upload a file to use that instead."
+            )
+        return sketch, f"drawing {side}"
+    if choice == "upload":
+        if not paths:
+            raise user_error(f"Image {side}: the upload is in use, but no file is uploaded. Upload one, or draw.")
+        return paths[0], Path(paths[0]).name
+    if paths:
+        return paths[0], Path(paths[0]).name
+    if sketch is not None:
+        return sketch, f"drawing {side}"
     raise user_error(f"Image {side} is empty: draw on the canvas or upload an image file.")
 
 
@@ -1007,13 +1018,15 @@ class ImageInput:
     tabs: gr.Tabs
     drawing: gr.Sketchpad
     upload: ImageUpload
-    choice: gr.State
+    choice: gr.Textbox
     using: gr.Markdown
 
 
 def _image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> ImageInput:
     """A drawing pad and an upload box for one image; the one the user touched last is used."""
-    choice = gr.State(None)
+    # Which input is in use lives in the page (a hidden textbox), so drawing switches it at once in the browser
+    # with no round trip: a Compare pressed right after a stroke already sees "drawing".
+    choice = gr.Textbox(value="", visible=False, elem_id=f"{prefix}_choice")
     with gr.Tabs(elem_id=f"{prefix}_tabs") as tabs:
         with gr.Tab("Draw", id="draw"):
             drawing = gr.Sketchpad(
@@ -1036,7 +1049,8 @@ def _image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> Imag
             )
     using = gr.Markdown("Using: nothing yet (draw or upload an image).", elem_id=f"{prefix}_using")
     quiet = {"show_progress": "hidden", "api_visibility": "private"}
-    drawing.input(lambda: app.choose_drawing(side), None, [choice, using], **quiet)
+    drawing_choice, drawing_line = app.choose_drawing(side)
+    drawing.input(None, None, [choice, using], js=f"() => {json.dumps([drawing_choice, drawing_line])}", **quiet)
     upload.upload(lambda path: app.show_upload(path, side), upload, [upload, choice, using], **quiet)
     upload.clear(lambda: app.show_upload(None, side), None, [upload, choice, using], **quiet)
     return ImageInput(tabs, drawing, upload, choice, using)

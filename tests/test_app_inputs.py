@@ -50,8 +50,13 @@ def test_the_input_touched_last_is_the_one_compared(similarity_app, digit_paths)
     np.testing.assert_array_equal(preview, expected)
     _, result, _, preview = similarity_app.compare_pair("mnist", drawing, upload, drawing, upload, "upload", "drawing")
     np.testing.assert_array_equal(preview, app._side_by_side([uploaded, drawn]))
-    # The chosen input is empty: the other one is used rather than failing.
-    _, _, _, preview = similarity_app.compare_pair("mnist", None, upload, drawing, None, "drawing", "upload")
+    # The chosen input is empty: a clear error, never a silent switch to the other input (an old example).
+    with pytest.raises(gr.Error, match="Image A: the drawing is in use.*canvas is empty"):
+        similarity_app.compare_pair("mnist", None, upload, drawing, None, "drawing", "drawing")
+    with pytest.raises(gr.Error, match="Image B: the upload is in use, but no file"):
+        similarity_app.compare_pair("mnist", drawing, upload, drawing, None, "drawing", "upload")
+    # Nothing chosen yet (""/None, as the page starts): whichever input holds an image, the upload first.
+    _, _, _, preview = similarity_app.compare_pair("mnist", None, upload, drawing, None, "", None)
     np.testing.assert_array_equal(preview, app._side_by_side([uploaded, drawn]))
 
 

@@ -1,4 +1,6 @@
-"""The real page in headless Chromium (Playwright): draw a digit, upload a gallery, render the t-SNE map.
+"""The real page in headless Chromium (Playwright), serving the bundled models as `python app.py` does:
+draw digits, click an example and then draw, upload a gallery, render the t-SNE map. Each check names
+the verdict the bundled MNIST model must give.
 
 Needs Debian's chromium at /usr/bin/chromium and the playwright package:
     apt-get install -y chromium && pip install playwright
@@ -7,6 +9,7 @@ Playwright's own browser download is not used.
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -23,7 +26,6 @@ if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
     pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
 import app  # noqa: E402
-from scripts.standin_models import make_standin  # noqa: E402
 from siamese import examples as example_data  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -31,50 +33,111 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    demo = app.build_demo([app.ModelSpec("mnist", str(make_standin(folder / "mnist", "digits")))])
+def server():
+    assert app.BUNDLED_MODELS["mnist"].is_dir(), "the bundled MNIST model is part of the repository"
+    demo = app.build_demo()  # the bundled models, the MNIST one first, as `python app.py` serves them
     yield app.serve_in_background(demo)
     demo.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     with playwright_api.sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         except playwright_api.Error as error:
             pytest.skip(f"chromium did not start: {error}")
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server)
-        page.wait_for_selector("#compare_button")
-        yield page
+        yield browser
         browser.close()
 
 
-def draw_one(page, sketch_id: str) -> None:
-    """Pick the brush and draw a vertical stroke (a "1") with mouse moves on the sketchpad's canvas."""
+@pytest.fixture
+def page(server, browser):
+    """A fresh page (a new session) for each test, so no test sees another's inputs or answers."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("#compare_button")
+    yield page
+    page.close()
+
+
+def draw(page, sketch_id: str, shape: str = "one") -> None:
+    """Draw with mouse moves on the sketchpad's canvas: a vertical stroke ("one") or a closed loop ("zero")."""
     page.locator(f"#{sketch_id} button[aria-label='Brush']").click()
     canvas = page.locator(f"#{sketch_id} canvas").last
     box = canvas.bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + box["height"] * 0.25)
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    if shape == "one":
+        points = [(centre_x + step * 0.5, box["y"] + box["height"] * (0.25 + 0.5 * step / 20)) for step in range(21)]
+    else:
+        radius_x, radius_y = box["width"] * 0.18, box["height"] * 0.27
+        points = [
+            (
+                centre_x + radius_x * math.sin(2 * math.pi * step / 36),
+                centre_y - radius_y * math.cos(2 * math.pi * step / 36),
+            )
+            for step in range(38)
+        ]
+    page.mouse.move(*points[0])
     page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(x + step * 0.5, box["y"] + box["height"] * (0.25 + 0.5 * step / 20))
+    for point in points[1:]:
+        page.mouse.move(*point)
     page.mouse.up()
 
 
-def test_drawn_digits_are_compared(page):
-    draw_one(page, "pair_a_sketch")
-    draw_one(page, "pair_b_sketch")
-    page.wait_for_timeout(500)  # the editor commits the stroke to its value asynchronously
+def clear_drawing(page, sketch_id: str) -> None:
+    page.locator(f"#{sketch_id} button[aria-label='Clear canvas']").click()
+
+
+def wait_for_new_verdict(page, selector: str, previous: str) -> str:
+    """The verdict's first word, once the answer on the page differs from `previous` (the old answer)."""
+    # Done when: a heading is there, the text changed, and no progress timer is showing (while the request
+    # runs, the old answer stays on screen with a timer beside it).
+    page.wait_for_function(
+        "([selector, previous]) => { const block = document.querySelector(selector);"
+        " const busy = block.querySelector('.progress-text, .eta-bar, .progress-level') !== null"
+        "   || block.closest('.block')?.querySelector('.pending, .generating') != null;"
+        " return !busy && block.querySelector('h2') !== null && block.innerText !== previous; }",
+        arg=[selector, previous],
+    )
+    return page.locator(f"{selector} h2").inner_text().split()[0]
+
+
+def compare_and_read_verdict(page) -> str:
+    """Press Compare and return the verdict's first word once the new answer is on the page."""
+    previous = page.locator("#pair_verdict").inner_text()
     page.click("#compare_button")
-    verdict = page.locator("#pair_verdict")
-    verdict.locator("h2").wait_for()
-    assert verdict.inner_text().split()[0] in {"Same", "Different"}
+    return wait_for_new_verdict(page, "#pair_verdict", previous)
+
+
+def test_drawn_digits_are_compared_with_the_expected_verdicts(page):
+    draw(page, "pair_a_sketch", "one")
+    draw(page, "pair_b_sketch", "one")
+    page.wait_for_timeout(500)  # the editor commits the stroke to its value asynchronously
+    assert compare_and_read_verdict(page) == "Same"  # the same stroke on both pads
     page.locator("#pair_plot .js-plotly-plot").wait_for()
+    clear_drawing(page, "pair_b_sketch")
+    draw(page, "pair_b_sketch", "zero")
+    page.wait_for_timeout(500)
+    assert compare_and_read_verdict(page) == "Different"  # a one against a zero
+    assert "drawing" in page.locator("#pair_a_using").inner_text()
+    assert "drawing" in page.locator("#pair_b_using").inner_text()
+
+
+def test_drawing_after_an_example_compares_the_drawings(page):
+    """An example fills the Upload tabs; drawing afterwards must make the drawings win on both sides."""
+    page.locator("#digit_pair_examples").get_by_role("button").nth(1).click()  # a pair of different digits
+    assert wait_for_new_verdict(page, "#pair_verdict", "") == "Different"
+    assert "example" in page.locator("#pair_b_using").inner_text()
+    for side in ("pair_a", "pair_b"):
+        page.locator(f"#{side}_tabs").get_by_role("tab", name="Draw").click()
+        clear_drawing(page, f"{side}_sketch")
+        draw(page, f"{side}_sketch", "one")
+    page.wait_for_timeout(500)
+    assert compare_and_read_verdict(page) == "Same"
+    assert "drawing" in page.locator("#pair_a_using").inner_text()
+    assert "drawing" in page.locator("#pair_b_using").inner_text()
 
 
 def test_uploaded_gallery_is_built_and_ranked(page, tmp_path):
@@ -96,8 +159,11 @@ def test_uploaded_gallery_is_built_and_ranked(page, tmp_path):
     page.locator("#gallery_tab").get_by_role("tab", name="Upload").click()
     page.locator("#query_upload input[type=file]").set_input_files(files[2])
     page.wait_for_timeout(500)
+    previous = page.locator("#rank_verdict").inner_text()
     page.click("#rank_button")
-    page.locator("#rank_verdict h2").wait_for()
+    # The query is gallery image 1_1.png itself: the bundled model must name label 1, from that very image.
+    assert wait_for_new_verdict(page, "#rank_verdict", previous) == "1"
+    assert "Nearest reference 1_1.png at distance 0" in page.locator("#rank_verdict").inner_text()
     assert page.locator("#rank_table").inner_text().count("png") >= 1
 
 
