@@ -46,6 +46,11 @@ EMBEDDING_CACHE_SIZE = 20_000  # embeddings kept per server, keyed by (model, im
 # Per event. The handlers hold the GIL most of the time, so more slots add no throughput, but with 8 the pair and
 # gallery queues share the CPU evenly (benchmarks/app_load.py: p95 1.5 s instead of 1.9-2.1 s at 32 clients).
 CONCURRENCY_LIMIT = 8
+# The AT&T database's terms: free for research use, with credit to the laboratory that made it.
+FACES_CREDIT = (
+    "*Example faces and the bundled faces model: the AT&T (ORL) Database of Faces, AT&T Laboratories Cambridge "
+    "(formerly the Olivetti Research Laboratory), used for research with credit as its terms ask.*"
+)
 MAP_CONCURRENCY_LIMIT = 2  # t-SNE takes seconds of CPU: no more at once than before
 QUEUE_SIZE = 64
 MAP_NEIGHBOURS = 5
@@ -1123,6 +1128,8 @@ def build_demo(
         if not names:
             notes.append("No model could be loaded, so nothing can be compared. Pass --model user/repo.")
         gr.Markdown("\n".join(f"- {note}" for note in notes), visible=bool(notes), elem_id="model_notes")
+        if faces is not None or "faces" in names:
+            gr.Markdown(FACES_CREDIT, elem_id="faces_credit")
         with gr.Row():
             model_name = gr.Dropdown(
                 names, value=names[0] if names else None, label="Model", elem_id="model_picker", scale=1
