@@ -102,7 +102,7 @@ class GalleryState:
 
     model_name: str
     gallery: Gallery | None
-    thumbnails: list[np.ndarray]
+    thumbnails: list[str]  # PNG files written once (see _preview_file): shown in the gallery and the matches
     paths: list[str] | None = None
     index: GalleryIndex | None = None
 
@@ -507,7 +507,9 @@ class SimilarityApp:
                 conflicts.append(f"{kept_names[first]} ({kept_labels[first]}) and {name} ({label})")
             seen.setdefault(digest, len(kept_paths))
             images.append(image)
-            thumbnails.append(thumbnail(decoded))
+            # A file written once, not an array: Gradio rewrites an array output's file in place, which
+            # truncates it under a concurrent download of the same thumbnail (gradio-app/gradio#8878).
+            thumbnails.append(_preview_file(thumbnail(decoded)))
             kept_paths.append(path)
             kept_labels.append(label)
             kept_names.append(name)
@@ -836,7 +838,7 @@ def _side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
 
 
 def _preview_file(image: np.ndarray) -> str:
-    """A (H, W, 3) preview as a PNG named by its content, written once under a temporary name, then renamed.
+    """A (H, W, 3) or (H, W) image as a PNG named by its content, written once under a temporary name, then renamed.
 
     Gradio saves an array output by rewriting, in place, a file named by the image's hash, so two requests with
     the same preview truncate that file while a client may be downloading it (h11 "Too little data for declared

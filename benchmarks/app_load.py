@@ -267,6 +267,7 @@ def main() -> None:
     parser.add_argument("--concurrency-limit", type=int, default=None, help="default: app.CONCURRENCY_LIMIT")
     parser.add_argument("--queue-size", type=int, default=None, help="default: app.QUEUE_SIZE")
     parser.add_argument("--no-download", action="store_true", help="clients do not download output files")
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here (to read its errors)")
     parser.add_argument(
         "--reuse-ssl-context", action="store_true", help="clients build httpx's SSL context once (see its docstring)"
     )
@@ -305,6 +306,8 @@ def main() -> None:
                 process.wait()
             log.close()
         server_log = log_path.read_text(errors="replace")
+        if args.keep_log:
+            args.keep_log.write_text(server_log)
 
     tally, elapsed = result["tally"], result["elapsed"]
     succeeded = sum(len(values) for values in tally.latencies.values())

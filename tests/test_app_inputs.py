@@ -173,8 +173,11 @@ def test_a_zip_of_class_folders_becomes_a_labelled_gallery(similarity_app, digit
     state, summary, preview = similarity_app.build_gallery("mnist", [archive])
     assert sorted(state.labels) == ["seven", "seven", "three"]
     assert "3** images" in summary and "2** labels" in summary
-    # Thumbnails are arrays gradio sends as PNG, whatever format the upload had.
-    assert all(isinstance(image, np.ndarray) and image.dtype == np.uint8 for image, _ in preview)
+    # Thumbnails are PNG files written once (never rewritten in place), whatever format the upload had.
+    for path, _ in preview:
+        assert Path(path).suffix == ".png"
+        with Image.open(path) as image:
+            assert image.format == "PNG" and max(image.size) <= app.THUMBNAIL_SIZE
 
 
 def test_a_folder_of_class_folders_becomes_a_labelled_gallery(similarity_app, digit_paths, tmp_path):
@@ -183,7 +186,11 @@ def test_a_folder_of_class_folders_becomes_a_labelled_gallery(similarity_app, di
         Image.open(digit_paths[digit]).save(tmp_path / "people" / label / f"{digit}.pgm")
     state, _, preview = similarity_app.build_gallery("mnist", [str(tmp_path / "people")])
     assert sorted(state.labels) == ["ones", "twos", "twos"]
-    assert {image.shape for image, _ in preview} == {(28, 28)}
+    sizes = set()
+    for path, _ in preview:
+        with Image.open(path) as image:  # the PGM uploads come back as PNG, at their size
+            sizes.add((image.format, image.size))
+    assert sizes == {("PNG", (28, 28))}
 
 
 @pytest.mark.parametrize(
