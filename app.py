@@ -1340,8 +1340,16 @@ def build_demo(
         # "minimal" progress shows the time elapsed and no estimate: gradio's estimate is an average over earlier
         # calls, which misleads when one map is cached and the next is not.
         compare_button.click(clear_pair, None, pair_outputs, **quiet).then(
-            compare_pair, pair_inputs, pair_outputs, api_name="compare_pair", show_progress="minimal"
-        )
+            compare_pair, pair_inputs, pair_outputs, api_name="compare_pair_page", api_visibility="private",
+            show_progress="minimal",
+        )  # fmt: skip
+        # The public API keeps its shape (model, drawing A, upload A, drawing B, upload B; top_k for queries):
+        # the page's hidden "which input is in use" fields are the page's own, so API calls go through hidden
+        # buttons that leave them out (a given upload then wins over a drawing).
+        api_compare = gr.Button(visible=False, elem_id="api_compare_pair")
+        api_compare.click(compare_pair, pair_inputs[:5], pair_outputs, api_name="compare_pair")
+        api_rank = gr.Button(visible=False, elem_id="api_rank_query")
+        api_rank.click(app.rank_query, rank_inputs[:5], rank_outputs, api_name="rank_query")
         build_button.click(clear_gallery, None, gallery_outputs, **quiet).then(
             app.build_gallery,
             [model_name, gallery_files, captions],
@@ -1357,8 +1365,9 @@ def build_demo(
             show_progress="minimal",
         )
         rank_button.click(clear_rank, gallery_state, rank_outputs, **quiet).then(
-            app.rank_query, rank_inputs, rank_outputs, api_name="rank_query", show_progress="minimal"
-        )
+            app.rank_query, rank_inputs, rank_outputs, api_name="rank_query_page", api_visibility="private",
+            show_progress="minimal",
+        )  # fmt: skip
         map_button.click(clear_map, None, map_outputs, **quiet).then(
             embedding_map,
             map_inputs,
