@@ -20,16 +20,12 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmarks.gpu_benchmark import synthetic_digits  # noqa: E402
-from siamese import distributed  # noqa: E402
 from siamese.config import build_config  # noqa: E402
 from siamese.data import epoch_generator  # noqa: E402
-from siamese.losses import build_loss  # noqa: E402
-from siamese.precision import configure_backends, grad_scaler, pick_device, pick_precision  # noqa: E402
+from siamese.precision import configure_backends, pick_device, pick_precision  # noqa: E402
 from siamese.training import (  # noqa: E402
     augmentation_generator,
-    build_model,
-    build_optimizer,
-    build_schedule,
+    build_training_parts,
     epoch_batches,
     epoch_batches_on_device,
     prepare_batch,
@@ -55,11 +51,8 @@ def main() -> None:
          "samples_per_class": arguments.batch // 10, "batch_size": arguments.batch, "device": str(device)}
     )  # fmt: skip
     torch.manual_seed(0)
-    model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
-    loss = build_loss(config.loss, config.margin, config.embedding_dim, 10, config.parts).to(device)
-    optimizer = build_optimizer(config, [model, loss])
-    scaler, schedule = grad_scaler(device, precision), build_schedule(config, optimizer, 10**6)
-    step_module = distributed.ModelAndLoss(model, loss)
+    parts = build_training_parts(config, splits, device, precision, total_steps=10**6)
+    step_module, optimizer, scaler, schedule = parts.step_module, parts.optimizer, parts.scaler, parts.schedule
     images, labels = splits.train.images.to(device), splits.train.labels.to(device)
     generator = epoch_generator(0, 0)
     augment = augmentation_generator(0, 0, 0, device, generator)

@@ -31,17 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese import distributed  # noqa: E402
 from siamese.config import build_config  # noqa: E402
 from siamese.data import Splits, class_balanced_batches  # noqa: E402
 from siamese.folders import stream_image_folder  # noqa: E402
-from siamese.losses import build_loss  # noqa: E402
-from siamese.precision import configure_backends, grad_scaler, pick_device, pick_precision  # noqa: E402
+from siamese.precision import configure_backends, pick_device, pick_precision  # noqa: E402
 from siamese.training import (  # noqa: E402
     augmentation_generator,
-    build_model,
-    build_optimizer,
-    build_schedule,
+    build_training_parts,
     epoch_batches_on_device,
     prepare_batch,
     read_ahead,
@@ -84,13 +80,9 @@ class Trainer:
     def __init__(self, config, splits: Splits, device: torch.device, precision: str):
         torch.manual_seed(config.seed)
         self.config, self.device, self.precision, self.preprocessing = config, device, precision, splits.preprocessing
-        model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
-        class_count = int(splits.train.labels.max()) + 1
-        loss = build_loss(config.loss, config.margin, config.embedding_dim, class_count, config.parts).to(device)
-        self.optimizer = build_optimizer(config, [model, loss])
-        self.scaler = grad_scaler(device, precision)
-        self.schedule = build_schedule(config, self.optimizer, 10**6)
-        self.step_module = distributed.ModelAndLoss(model, loss)
+        parts = build_training_parts(config, splits, device, precision, total_steps=10**6)
+        self.optimizer, self.scaler, self.schedule = parts.optimizer, parts.scaler, parts.schedule
+        self.step_module = parts.step_module
         self.generator = augmentation_generator(config.seed, 0, 0, device, torch.Generator().manual_seed(1))
         self.labels = splits.train.labels.to(device)
 

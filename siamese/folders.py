@@ -74,15 +74,10 @@ def class_group(class_name: str) -> str | None:
 
 
 def image_paths(root: str | Path, class_depth: int = 1) -> list[Path]:
-    """Every image file in the class folders, in loading order (hidden files left out)."""
-    paths = []
-    for folder in _class_folders(Path(root), class_depth):
-        paths += [
-            path
-            for path in sorted(folder.iterdir())
-            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-        ]
-    return paths
+    """Every image file in the class folders, in loading order (hidden and non-image files left out, silently)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader itself warns about (or refuses) non-image files
+        return list_image_folder(root, class_depth, skip_unreadable=True)[0]
 
 
 def infer_image_size(paths: list[Path], max_side: int = 64, sample: int = 200, seed: int = 0) -> list[int]:

@@ -172,7 +172,7 @@ def should_stream(config: TrainConfig, preprocessing: dict) -> bool:
         return config.stream == "always"
     from siamese import folders
 
-    count = len(folders.list_image_folder(config.data_root, config.class_depth, skip_unreadable=True)[0])
+    count = len(folders.image_paths(config.data_root, config.class_depth))
     height, width = preprocessing["size"]
     channels = 1 if preprocessing.get("grayscale", True) else 3
     limit = min(STREAM_ABOVE_BYTES, _physical_memory_bytes() // 4)
@@ -297,6 +297,44 @@ def augment_batch(
         )
         return random_brightness_contrast(warped, generator, strength=0.2)
     raise ValueError(f"augment must be none, digits or faces, got {kind!r}")
+
+
+@dataclass
+class TrainingParts:
+    """What one training step needs, built as `train` builds it (benchmarks and tests build the same)."""
+
+    model: EmbeddingNet
+    loss_function: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: object
+    step_module: nn.Module  # the network (compiled with --compile) and the loss in one module, which DDP wraps
+
+
+def build_training_parts(
+    config: TrainConfig, splits: Splits, device: torch.device, precision: str, total_steps: int | None = None
+) -> TrainingParts:
+    """Network (channels-last, on `device`), loss, optimiser, gradient scaler and schedule for `config`.
+
+    `total_steps` sizes the schedule; by default the run's, from the training set and the epochs.
+    """
+    from siamese import distributed
+
+    # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
+    model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
+    class_count = int(splits.train.labels.max()) + 1
+    loss_function = build_loss(
+        config.loss, config.margin, embedding_dim=config.embedding_dim, class_count=class_count, parts=config.parts
+    ).to(device)
+    optimizer = build_optimizer(config, [model, loss_function])
+    if total_steps is None:
+        total_steps = steps_per_epoch(config, len(splits.train), class_count) * config.epochs
+    # The network and the loss (CosFace proxies are parameters) in one module, which DDP wraps.
+    step_module = distributed.ModelAndLoss(torch.compile(model) if config.compile else model, loss_function)
+    return TrainingParts(
+        model, loss_function, optimizer, grad_scaler(device, precision), build_schedule(config, optimizer, total_steps),
+        step_module,
+    )  # fmt: skip
 
 
 def augmentation_generator(
@@ -506,24 +544,15 @@ def train(
         if topology.distributed and first_on_machine:
             torch.distributed.barrier()
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(config, splits).to(device)
-    # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
-    model = model.to(memory_format=torch.channels_last)
-    class_count = int(splits.train.labels.max()) + 1
-    loss_function = build_loss(
-        config.loss, config.margin, embedding_dim=config.embedding_dim, class_count=class_count, parts=config.parts
-    )
-    loss_function = loss_function.to(device)
-    optimizer = build_optimizer(config, [model, loss_function])
-    scaler = grad_scaler(device, precision)
-    # The network and the loss (CosFace proxies are parameters) in one module, which DDP wraps.
-    step_module = distributed.ModelAndLoss(torch.compile(model) if config.compile else model, loss_function)
+    parts = build_training_parts(config, splits, device, precision)
+    model, loss_function, optimizer, scaler, schedule = (
+        parts.model, parts.loss_function, parts.optimizer, parts.scaler, parts.schedule
+    )  # fmt: skip
+    step_module = parts.step_module
     if topology.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         step_module = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
-    total_steps = steps_per_epoch(config, len(splits.train), class_count) * config.epochs
-    schedule = build_schedule(config, optimizer, total_steps)
 
     history: list[dict] = []
     start_epoch = 0

@@ -55,14 +55,10 @@ def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
     """Steps after the first raise if anything in them blocks the host on the device (sync debug mode)."""
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    from siamese import distributed
     from siamese.data import epoch_generator
-    from siamese.losses import build_loss
     from siamese.training import (
         augmentation_generator,
-        build_model,
-        build_optimizer,
-        build_schedule,
+        build_training_parts,
         epoch_batches,
         epoch_batches_on_device,
         prepare_batch,
@@ -76,13 +72,8 @@ def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
          "progress": False, "eval_every": 0, "out": str(tmp_path / "m"), **overrides}
     )  # fmt: skip
     device = torch.device("cuda")
-    model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
-    class_count = int(splits.train.labels.max()) + 1
-    loss_function = build_loss(config.loss, config.margin, config.embedding_dim, class_count, config.parts).to(device)
-    optimizer = build_optimizer(config, [model, loss_function])
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
-    schedule = build_schedule(config, optimizer, 100)
-    step_module = distributed.ModelAndLoss(model, loss_function)
+    parts = build_training_parts(config, splits, device, "bf16", total_steps=100)
+    step_module, optimizer, scaler, schedule = parts.step_module, parts.optimizer, parts.scaler, parts.schedule
     images, labels = splits.train.images.to(device), splits.train.labels.to(device)
     generator = epoch_generator(config.seed, 0)
     augment = augmentation_generator(config.seed, 0, 0, device, generator)
