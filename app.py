@@ -10,6 +10,7 @@ The handlers live in `SimilarityApp` (plain methods, tested directly); `build_de
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import html
 import io
@@ -34,6 +35,12 @@ from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_f
 from siamese.gallery import Gallery, Ranking, label_from_filename, rank_in_index
 from siamese.index import GalleryFileError, GalleryIndex
 from siamese.model_card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
+
+# Gradio rebuilds a pandas table of its last 10,000 queue events to refresh the View API page's timing figures, by
+# default twice per event: 4 ms a request after 2,000 events, 13 ms after 10,000 (gradio-app/gradio#11764 made the
+# interval this variable). Read when the queue is made (demo.queue()); every 200 events keeps those figures current
+# and the cost out of each request.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "200")
 
 HERE = Path(__file__).resolve().parent
 BUNDLED_MODELS = {"mnist": HERE / "pretrained" / "mnist", "faces": HERE / "pretrained" / "faces"}
@@ -412,7 +419,7 @@ class SimilarityApp:
         cautions = self.out_of_distribution_cautions(model_name, model, embeddings, ["image A", "image B"])
         result["out_of_distribution"] = bool(cautions)
         text = verdict_markdown(result, model.calibration) + "".join(f"\n\n{caution}" for caution in cautions)
-        figure = distance_figure(model.calibration, distance)
+        figure = distance_plot(model.calibration, distance)
         return text, result, figure, _side_by_side(images)
 
     # ----- tab 2: one-shot gallery -----
@@ -932,6 +939,30 @@ def verdict_markdown(result: dict, calibration: dict | None) -> str:
 
 def distance_figure(calibration: dict | None, distance: float):
     """Genuine and impostor distance densities from the calibration, with this pair's distance marked."""
+    figure = _distance_bars(calibration)
+    shapes, annotations = _distance_marks(calibration, distance)
+    return figure.update_layout(shapes=shapes, annotations=annotations)
+
+
+def distance_plot(calibration: dict | None, distance: float):
+    """distance_figure as gr.Plot's JSON, the bars taken from a cache: plotly spends about 4 ms building and
+    validating the figure, a tenth of a pair request's server time under load."""
+    from gradio.components.plot import PlotData
+
+    histogram = (calibration or {}).get("distance_histogram") or {}
+    figure = json.loads(_distance_bars_json(json.dumps(histogram, sort_keys=True)))
+    shapes, annotations = _distance_marks(calibration, distance)
+    figure["layout"].update(shapes=shapes, annotations=annotations)
+    return PlotData(type="plotly", plot=json.dumps(figure))
+
+
+@functools.lru_cache(maxsize=32)
+def _distance_bars_json(histogram_json: str) -> str:
+    return _distance_bars({"distance_histogram": json.loads(histogram_json)}).to_json()
+
+
+def _distance_bars(calibration: dict | None):
+    """The figure of distance_figure without the marks: one bar trace per class relation."""
     import plotly.graph_objects as go
 
     bars = []
@@ -944,7 +975,22 @@ def distance_figure(calibration: dict | None, distance: float):
             values = histogram.get(key)
             if values is not None and len(values) == len(centres):
                 bars.append(go.Bar(x=centres, y=values, width=widths, name=name, marker_color=colour, opacity=0.55))
-    # Vertical lines as plain layout shapes: Figure.add_vline costs ~10 ms a call.
+    return go.Figure(
+        data=bars,
+        layout={
+            "barmode": "overlay",
+            "xaxis": {"title": {"text": "distance between embeddings"}},
+            "yaxis": {"title": {"text": "density (held-out pairs)"}},
+            "height": 320,
+            "margin": {"l": 40, "r": 10, "t": 56, "b": 40},  # room for the plot label above the line labels
+            "legend": {"orientation": "h", "y": -0.25},
+        },
+    )
+
+
+def _distance_marks(calibration: dict | None, distance: float) -> tuple[list[dict], list[dict]]:
+    """Layout shapes and annotations marking this pair's distance and the threshold (plain dicts: Figure.add_vline
+    costs ~10 ms a call)."""
     threshold = (calibration or {}).get("threshold")
     pair_side = "left" if not threshold or threshold <= distance else "right"
     marks = [(distance, "this pair", "black", "solid", 3, pair_side)]
@@ -967,19 +1013,7 @@ def distance_figure(calibration: dict | None, distance: float):
         {"x": x, "y": 1, "yref": "paper", "text": f" {text} ", "showarrow": False, "xanchor": side, "yanchor": "bottom"}
         for x, text, *_, side in marks
     ]
-    return go.Figure(
-        data=bars,
-        layout={
-            "barmode": "overlay",
-            "shapes": shapes,
-            "annotations": annotations,
-            "xaxis": {"title": {"text": "distance between embeddings"}},
-            "yaxis": {"title": {"text": "density (held-out pairs)"}},
-            "height": 320,
-            "margin": {"l": 40, "r": 10, "t": 56, "b": 40},  # room for the plot label above the line labels
-            "legend": {"orientation": "h", "y": -0.25},
-        },
-    )
+    return shapes, annotations
 
 
 # ----- layout -----
@@ -1116,6 +1150,10 @@ def build_demo(
     names = app.registry.names
     show_digits, show_faces = app.example_visibility(names[0] if names else None)
 
+    # Previews and thumbnails are written once under content names (see _preview_file): served from where they lie,
+    # they skip Gradio's hash-and-copy into its cache on every request.
+    PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([PREVIEW_FOLDER])
     with gr.Blocks(title="Siamese image similarity") as demo:
         gr.Markdown(
             "# Siamese image similarity\nA Siamese network maps each image to an embedding; images of the same "

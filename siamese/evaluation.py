@@ -26,14 +26,19 @@ def embed(
     or left on the model's device with `on_device` (evaluation then never copies them back)."""
     device = next(model.parameters()).device
     was_training = model.training
-    model.eval()
+    # eval() and train() set a flag on every module, ~0.5 ms for small nets: skip them when nothing is in training
+    # mode (the app embeds one or two images a request).
+    switch_mode = any(module.training for module in model.modules())
+    if switch_mode:
+        model.eval()
     chunks = []
     with torch.inference_mode(), autocast_context(device, precision):
         for start in range(0, images.shape[0], batch_size):
             batch = to_float(images[start : start + batch_size].to(device), preprocessing)  # (b, C, H, W)
             output = model(batch).float()  # (b, D)
             chunks.append(output if on_device else output.cpu())
-    model.train(was_training)
+    if switch_mode:
+        model.train(was_training)
     if not chunks:
         return torch.zeros(0, getattr(model, "embedding_dim", 0), device=device if on_device else "cpu")
     return torch.cat(chunks)  # (N, D)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -50,8 +51,25 @@ def test_identical_images_are_the_same_with_distance_zero(similarity_app, digit_
     assert verdict.startswith("## Same")
     assert preview.ndim == 3 and preview.shape[2] == 3
     # The distance plot holds both distributions and marks the pair's distance.
-    assert [trace.name for trace in figure.data] == ["same class", "different class"]
-    assert any(shape.x0 == pytest.approx(result["distance"]) for shape in figure.layout.shapes)
+    plotted = json.loads(figure.plot)  # gr.Plot's JSON, built from cached bars
+    assert figure.type == "plotly"
+    assert [trace["name"] for trace in plotted["data"]] == ["same class", "different class"]
+    assert any(shape["x0"] == pytest.approx(result["distance"]) for shape in plotted["layout"]["shapes"])
+
+
+@pytest.mark.parametrize("distance", [0.0, 0.3, 5.0])
+@pytest.mark.parametrize("threshold", [None, 0.8])
+def test_cached_distance_plot_is_the_figure_plotly_builds(distance, threshold):
+    """The cached JSON path gives exactly the figure that plotly builds and validates from scratch."""
+    calibration = {
+        "threshold": threshold,
+        "distance_histogram": {"edges": [0.0, 0.5, 1.0, 1.5], "genuine": [1.2, 0.6, 0.2], "impostor": [0.1, 0.5, 1.4]},
+    }
+    for _ in range(2):  # the second call reads the cache
+        plotted = json.loads(app.distance_plot(calibration, distance).plot)
+        assert plotted == json.loads(app.distance_figure(calibration, distance).to_json())
+    without_calibration = json.loads(app.distance_plot(None, distance).plot)
+    assert without_calibration == json.loads(app.distance_figure(None, distance).to_json())
 
 
 @pytest.mark.parametrize("threshold_scale", [0.5, 2.0])
