@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from huggingface_hub.utils import filter_repo_objects
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+import app
 from siamese.hub import PushError
 from siamese.space import SPACE_IGNORED, push_space
 
@@ -276,3 +280,57 @@ def test_push_space_failure_names_the_stage_and_the_retry_command(space_folder, 
     assert f"To retry the upload: cd {space_folder} && python -m siamese.space someone/demo" in message
     assert caught.value.__cause__ is failure
     assert snapshot(space_folder) == before
+
+
+# ------------------------------------------------------------------------------------------
+# Server memory: malloc arenas
+
+# A child process: optionally caps the arenas through app.limit_malloc_arenas, lets 8 threads each allocate while
+# all are alive, then prints how many heaps (arenas) glibc's malloc_info reports.
+ARENA_PROBE = """
+import ctypes, sys, tempfile, threading
+sys.path.insert(0, {root!r})
+import app
+capped = app.limit_malloc_arenas() if {cap} else False
+barrier = threading.Barrier(8)
+def allocate():
+    blocks = [bytes(2000) for _ in range(200)]  # over pymalloc's 512-byte limit: these come from malloc
+    barrier.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile(suffix=".xml") as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(capped, open(report.name).read().count("<heap nr="))
+"""
+
+
+def arena_count(cap: bool) -> tuple[bool, int]:
+    environment = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    code = ARENA_PROBE.format(root=str(REPOSITORY_ROOT), cap=cap)
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    return output[0] == "True", int(output[1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are a glibc feature")
+def test_the_server_caps_malloc_arenas_that_threads_would_multiply():
+    capped, capped_heaps = arena_count(cap=True)
+    uncapped, uncapped_heaps = arena_count(cap=False)
+    assert capped and not uncapped
+    assert uncapped_heaps > app.MALLOC_ARENAS  # the probe's threads do spread over more arenas without the cap
+    assert capped_heaps <= app.MALLOC_ARENAS
+
+
+def test_an_arena_limit_set_by_the_user_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert app.limit_malloc_arenas() is False
