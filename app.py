@@ -1154,8 +1154,11 @@ def build_demo(
 
     # Previews and thumbnails are written once under content names (see _preview_file): served from where they lie,
     # they skip Gradio's hash-and-copy into its cache on every request.
+    # Gradio checks every output file against each static path (two realpath calls each), and set_static_paths
+    # appends: register the folder once however many demos this process builds.
     PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([PREVIEW_FOLDER])
+    if not gr.utils.is_static_file(str(PREVIEW_FOLDER)):
+        gr.set_static_paths([PREVIEW_FOLDER])
     with gr.Blocks(title="Siamese image similarity") as demo:
         gr.Markdown(
             "# Siamese image similarity\nA Siamese network maps each image to an embedding; images of the same "

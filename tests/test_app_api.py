@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.request
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio.data_classes import _StaticFiles
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -63,6 +66,22 @@ def test_compare_pair_returns_distance_and_verdict(client, digit_paths):
     assert details["distance"] == pytest.approx(0.0, abs=1e-5) and details["same"] is True
     assert verdict.startswith("## Same")
     assert plot is not None and preview is not None
+
+
+def test_previews_are_served_from_where_they_were_written_not_copied(client, digit_paths):
+    """The preview folder is a static path: its write-once files go out as they lie, never hashed into Gradio's
+    cache, and building another demo does not register the folder again."""
+    handle = gradio_client.handle_file
+    _, _, _, preview = client.predict(
+        "mnist", None, handle(digit_paths[0]), None, handle(digit_paths[2]), api_name="/compare_pair"
+    )
+    served = Path(preview["path"])
+    assert served.parent == app.PREVIEW_FOLDER.resolve()
+    with urllib.request.urlopen(preview["url"], timeout=30) as response:
+        assert response.read() == served.read_bytes()
+    app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
+    registered = [path for path in _StaticFiles.all_paths if path == app.PREVIEW_FOLDER.resolve()]
+    assert len(registered) == 1
 
 
 def test_bad_input_comes_back_as_an_error_and_the_server_keeps_serving(client, digit_paths, tmp_path):
