@@ -1099,13 +1099,18 @@ def _image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> Imag
     return ImageInput(tabs, drawing, upload, choice, using)
 
 
-def _use_examples(*paths):
-    """After an example click: each filled slot uses its upload, and its Upload tab is shown."""
-    updates = []
-    for path in paths:
-        name = Path(path).name if path else "nothing"
-        updates += ["upload", f"Using: example **{html.escape(name)}**.", gr.Tabs(selected="upload")]
-    return updates
+# After an example click, each filled slot uses its upload: set in the page the moment the example's images land, as
+# a drawing sets it, so a stroke made after that wins (a queued round trip could land after the stroke and undo it).
+USE_EXAMPLES_JS = """(...files) => files.flatMap((file) => {
+    const name = file ? (file.orig_name || String(file.path).split("/").pop()) : "nothing";
+    const shown = name.replace(/[&<>"']/g, (character) => `&#${character.charCodeAt(0)};`);
+    return ["upload", `Using: example **${shown}**.`];
+})"""
+
+
+def _show_upload_tabs(*paths):
+    """After an example click: the Upload tab of each filled slot is shown."""
+    return [gr.Tabs(selected="upload") for _ in paths]
 
 
 def _pair_examples(examples, inputs, label: str):
@@ -1335,11 +1340,12 @@ def build_demo(
             return figure, note, None, ""
 
         # Clicking an example fills the inputs, shows them, and then runs the tab's action like its button.
-        pair_slots = [side_a.choice, side_a.using, side_a.tabs, side_b.choice, side_b.using, side_b.tabs]
+        pair_uploads = [side_a.upload, side_b.upload]
+        pair_choices = [side_a.choice, side_a.using, side_b.choice, side_b.using]
         for examples in pair_examples:
-            examples.load_input_event.then(_use_examples, [side_a.upload, side_b.upload], pair_slots, **quiet).then(
-                clear_pair, None, pair_outputs, **quiet
-            ).then(
+            examples.load_input_event.then(None, pair_uploads, pair_choices, js=USE_EXAMPLES_JS, **quiet).then(
+                _show_upload_tabs, pair_uploads, [side_a.tabs, side_b.tabs], queue=False, **quiet
+            ).then(clear_pair, None, pair_outputs, **quiet).then(
                 compare_pair,
                 pair_inputs,
                 pair_outputs,
@@ -1348,8 +1354,9 @@ def build_demo(
                 show_progress="minimal",
             )
         for examples in query_examples:
-            examples.load_input_event.then(
-                _use_examples, [query.upload], [query.choice, query.using, query.tabs], **quiet
+            query_choice = [query.choice, query.using]
+            examples.load_input_event.then(None, [query.upload], query_choice, js=USE_EXAMPLES_JS, **quiet).then(
+                _show_upload_tabs, [query.upload], [query.tabs], queue=False, **quiet
             ).then(clear_rank, gallery_state, rank_outputs, **quiet).then(
                 app.rank_query,
                 rank_inputs,
