@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -19,6 +22,7 @@ from siamese import examples as example_data  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS = {"/model_info", "/compare_pair", "/build_gallery", "/load_example_gallery", "/rank_query", "/embedding_map"}
 
 
@@ -82,6 +86,24 @@ def test_previews_are_served_from_where_they_were_written_not_copied(client, dig
     app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
     registered = [path for path in _StaticFiles.all_paths if path == app.PREVIEW_FOLDER.resolve()]
     assert len(registered) == 1
+
+
+def test_gradio_refreshes_its_event_analytics_every_200_events_not_every_event():
+    """Importing app sets the refresh interval that Gradio's queue reads when it is made (gradio-app/gradio#11764);
+    at Gradio's default of 1 it rebuilds a table of up to 10,000 events on every request."""
+    probe = (
+        "import app, gradio as gr\n"
+        "with gr.Blocks() as demo:\n"
+        "    gr.Markdown('queue only')\n"
+        "demo.queue()\n"
+        "print(demo._queue.ANAYLTICS_CACHE_FREQUENCY)\n"  # sic: Gradio's own spelling
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "GRADIO_ANALYTICS_CACHE_FREQUENCY"}
+    output = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert output.returncode == 0, output.stderr[-2000:]
+    assert output.stdout.split()[-1] == "200"
 
 
 def test_bad_input_comes_back_as_an_error_and_the_server_keeps_serving(client, digit_paths, tmp_path):
