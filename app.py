@@ -1158,9 +1158,8 @@ def build_demo(
     show_digits, show_faces = app.example_visibility(names[0] if names else None)
 
     # Previews and thumbnails are written once under content names (see _preview_file): served from where they lie,
-    # they skip Gradio's hash-and-copy into its cache on every request.
-    # Gradio checks every output file against each static path (two realpath calls each), and set_static_paths
-    # appends: register the folder once however many demos this process builds.
+    # they skip Gradio's hash-and-copy into its cache on every request. set_static_paths appends, and Gradio checks
+    # every output file against each entry, so the folder is registered once however many demos this process builds.
     PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
     if not gr.utils.is_static_file(str(PREVIEW_FOLDER)):
         gr.set_static_paths([PREVIEW_FOLDER])
@@ -1503,7 +1502,8 @@ def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc at `count` arenas, as MALLOC_ARENA_MAX would; True when the cap was set.
 
     Every server thread would otherwise get an arena of its own (up to 8 per core), and freed request buffers stay
-    scattered over them: the server's RSS climbed ~20 MB per 1,000 requests under load, and stayed flat with 2.
+    scattered over them: under load the server's RSS grew 18-42 MB per 1,000 requests and kept climbing; with 2 it
+    grew 5-25 MB (benchmarks/app_load.py).
     Left alone where MALLOC_ARENA_MAX is already set, and where the C library is not glibc."""
     if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
         return False
