@@ -30,13 +30,13 @@ import gradio as gr
 import numpy as np
 import torch
 
-from siamese import examples as example_data
-from siamese.calibration import nearest_reference_distances, out_of_distribution_limit, verdict
+from siamese.data import examples as example_data
 from siamese.distances import similarity_from_distance
-from siamese.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
-from siamese.gallery import Gallery, Ranking, label_from_filename, rank_in_index
-from siamese.index import GalleryFileError, GalleryIndex
-from siamese.model_card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
+from siamese.evaluation.calibration import nearest_reference_distances, out_of_distribution_limit, verdict
+from siamese.evaluation.embedding_map import PLACEMENT_METHOD, MapCache, compute_map, map_figure
+from siamese.modeling.card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
+from siamese.search.gallery import Gallery, Ranking, label_from_filename, rank_in_index
+from siamese.search.index import GalleryFileError, GalleryIndex
 
 # Gradio rebuilds a pandas table of its last 10,000 queue events to refresh the View API page's timing figures, by
 # default twice per event: 4 ms a request after 2,000 events, 13 ms after 10,000 (gradio-app/gradio#11764 made the
@@ -127,7 +127,7 @@ class GalleryState:
 @dataclass
 class OutOfDistributionCheck:
     """Embeddings of a model's own example images, and the nearest-reference distance beyond which an input
-    looks unlike them (`siamese.calibration.out_of_distribution_limit`)."""
+    looks unlike them (`siamese.evaluation.calibration.out_of_distribution_limit`)."""
 
     references: torch.Tensor
     limit: float
@@ -147,7 +147,7 @@ class ImageUpload(gr.Image):
     """gr.Image for uploads, handing the handler the uploaded file untouched.
 
     gr.Image would open the file with PIL before the handler runs, so a damaged file or a
-    decompression bomb became a traceback; siamese.images decodes it instead, with a clear message.
+    decompression bomb became a traceback; siamese.data.images decodes it instead, with a clear message.
     """
 
     is_template = True  # the browser side is gr.Image's own
@@ -183,7 +183,8 @@ class ModelRegistry:
                     self.notes.append(f"Model `{spec.name}` was skipped: {error.message}")
 
     def get(self, name: str | None) -> torch.nn.Module:
-        from siamese.hub import ModelLoadError, load_model, read_metrics
+        from siamese.modeling.files import ModelLoadError
+        from siamese.modeling.pretrained import load_model, read_metrics
 
         if not name:
             raise user_error("Pick a model first.")
@@ -251,7 +252,7 @@ class SimilarityApp:
 
     def prepare(self, model, source, name: str) -> torch.Tensor:
         """One image (path, PIL or array) -> uint8 (C, H, W) in the model's form, or a gr.Error saying why not."""
-        from siamese.images import ImageError
+        from siamese.data.images import ImageError
 
         try:
             return image_to_model(source, model.preprocessing, name)
@@ -259,9 +260,7 @@ class SimilarityApp:
             raise _user_error(error) from error
 
     def embed(self, model, images: torch.Tensor) -> torch.Tensor:
-        from siamese.evaluation import embed
-
-        return embed(model, images, model.preprocessing, batch_size=256)  # (N, D)
+        return model.encode(images)  # (N, D)
 
     def reference_set(self, kind: str, download: bool | None = None):
         """Example images for a model kind: digits always, faces where they can be had, else None."""
@@ -379,7 +378,7 @@ class SimilarityApp:
         of input it makes ("upload") and the line that says so."""
         if not path:
             return None, "drawing", f"Using: {side} drawing (no file uploaded)."
-        from siamese.images import ImageError
+        from siamese.data.images import ImageError
 
         try:
             usable_image(path, Path(path).name)  # a bad file is reported on upload, not only on Compare
@@ -429,7 +428,7 @@ class SimilarityApp:
     def build_gallery(self, model_name, files, captions: str = ""):
         """Embed uploaded files as a gallery. Labels: the captions (one per image), else the class folder
         (a folder or .zip of class sub-folders), else the file name."""
-        from siamese.uploads import UploadError, expand_uploads
+        from siamese.data.uploads import UploadError, expand_uploads
 
         paths = _file_paths(files)
         if not paths:
@@ -494,7 +493,7 @@ class SimilarityApp:
         return state, summary, []
 
     def _embed_gallery(self, model_name, paths, labels, names) -> GalleryState:
-        from siamese.images import ImageError, image_to_tensor
+        from siamese.data.images import ImageError, image_to_tensor
 
         model = self.registry.get(model_name)
         images, thumbnails, kept_paths, kept_labels, kept_names, skipped = [], [], [], [], [], []
@@ -726,7 +725,7 @@ def _caption_labels(captions: str | None, count: int) -> list[str] | None:
 
 def usable_image(source, name: str):
     """Decode an image and refuse the ones nothing can be learned from: too small, too thin, or one flat colour."""
-    from siamese.images import ImageError, open_image
+    from siamese.data.images import ImageError, open_image
 
     image = open_image(source, name=name)
     width, height = image.size
@@ -743,7 +742,7 @@ def usable_image(source, name: str):
 
 def image_to_model(source, preprocessing: dict, name: str) -> torch.Tensor:
     """A usable image in the model's input form, uint8 (C, H, W); an ImageError says why not."""
-    from siamese.images import image_to_tensor
+    from siamese.data.images import image_to_tensor
 
     return image_to_tensor(usable_image(source, name), preprocessing)
 
@@ -765,7 +764,7 @@ def browser_image(path: str) -> str:
     """`path` itself when browsers show its format, else a PNG copy of it (in the temp folder, named after it)."""
     import tempfile
 
-    from siamese.images import open_image
+    from siamese.data.images import open_image
 
     if Path(path).suffix.lower() in BROWSER_SUFFIXES:
         return path

@@ -119,7 +119,7 @@ def main() -> None:
 
     from gradio_client import Client, handle_file
 
-    from siamese import examples as example_data
+    from siamese.data import examples as example_data
 
     digits = example_data.load_digits()
     pair = example_data.pair_examples(digits)[0]

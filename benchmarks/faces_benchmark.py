@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # dlib_reference besid
 
 import torch  # noqa: E402
 
-from siamese.config import build_config  # noqa: E402
-from siamese.training import load_splits, train  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import load_splits, train  # noqa: E402
 
 # Our default recipe without part embeddings: one 64-d embedding of the whole face.
 WITHOUT_PARTS = {"parts": 0, "embedding_dim": 64}
@@ -69,11 +69,10 @@ OPERATING_KEYS = ("false_accept_rate", "false_reject_rate", "open_set_known_iden
 
 def test_time_flip_figures(model, splits, seed: int) -> dict:
     """Threshold-free test figures when each embedding is averaged with its mirror image's (no retraining)."""
-    from siamese.evaluation import embed
-    from siamese.verification import verification_report
+    from siamese.evaluation.verification import verification_report
 
-    plain = embed(model, splits.test.images, splits.preprocessing)  # (Q, D)
-    mirrored = embed(model, splits.test.images.flip(-1), splits.preprocessing)  # (Q, D)
+    plain = model.encode(splits.test.images, batch_size=1024)  # (Q, D)
+    mirrored = model.encode(splits.test.images.flip(-1), batch_size=1024)  # (Q, D)
     averaged = torch.nn.functional.normalize(plain + mirrored, dim=1)  # (Q, D)
     report = verification_report(averaged, splits.test.labels, ways=10, draws=200, seed=seed)
     return {key: report[key] for key in ("roc_auc", "eer", "one_shot_accuracy")}
@@ -86,8 +85,8 @@ def dlib_figures(data_root: str, test_classes: list[str], seed: int) -> dict | N
     except ImportError as error:
         print(f"  dlib reference row skipped: {error} (pip install -r benchmarks/requirements-faces.txt)")
         return None
-    from siamese.calibration import error_rates
-    from siamese.verification import pair_distances, verification_report
+    from siamese.evaluation.calibration import error_rates
+    from siamese.evaluation.verification import pair_distances, verification_report
 
     paths, labels = [], []
     for label, name in enumerate(test_classes):

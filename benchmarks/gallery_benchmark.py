@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from siamese.index import GalleryIndex  # noqa: E402
+from siamese.search.index import GalleryIndex  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,8 @@ def embedding_table(count: int, batch_size: int = 256) -> None:
     from PIL import Image
 
     from siamese import cli
-    from siamese.data import to_float
-    from siamese.hub import load_model
+    from siamese.data.datasets import to_float
+    from siamese.modeling.pretrained import load_model
 
     model = load_model(str(ROOT / "pretrained" / "faces"))
     rng = np.random.default_rng(0)

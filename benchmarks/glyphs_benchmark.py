@@ -26,12 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from siamese.config import build_config  # noqa: E402
-from siamese.evaluation import embed  # noqa: E402
-from siamese.folders import class_group  # noqa: E402
-from siamese.glyphs import write_glyphs  # noqa: E402
-from siamese.training import load_splits, train  # noqa: E402
-from siamese.verification import one_shot_accuracy  # noqa: E402
+from siamese.data.folders import class_group  # noqa: E402
+from siamese.data.glyphs import write_glyphs  # noqa: E402
+from siamese.evaluation.verification import one_shot_accuracy  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import load_splits, train  # noqa: E402
 
 
 def main() -> None:
@@ -73,7 +72,7 @@ def main() -> None:
         result = train(config, splits)
 
     test = splits.test
-    embeddings = embed(result.model, test.images, splits.preprocessing)  # (Q, D)
+    embeddings = result.model.encode(test.images, batch_size=1024)  # (Q, D)
     groups = {label: class_group(name) for label, name in enumerate(test.class_names)}
     within = one_shot_accuracy(
         embeddings, test.labels, ways=arguments.ways, draws=arguments.draws, seed=arguments.seed, class_groups=groups

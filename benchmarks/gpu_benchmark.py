@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from siamese import distributed  # noqa: E402
-from siamese.config import build_config  # noqa: E402
-from siamese.data import DIGITS_PREPROCESSING, ImageSet, Splits  # noqa: E402
-from siamese.training import train  # noqa: E402
+from siamese.data.datasets import DIGITS_PREPROCESSING, ImageSet, Splits  # noqa: E402
+from siamese.runtime import distributed  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import train  # noqa: E402
 
 
 def synthetic_digits(count: int, seed: int = 0) -> Splits:

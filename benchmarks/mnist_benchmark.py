@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.config import build_config  # noqa: E402
-from siamese.data import load_mnist  # noqa: E402
-from siamese.evaluation import embed, knn_accuracy  # noqa: E402
-from siamese.losses import ContrastiveLoss  # noqa: E402
-from siamese.models import EmbeddingNet  # noqa: E402
-from siamese.training import steps_per_epoch, train  # noqa: E402
+from siamese.data.datasets import load_mnist  # noqa: E402
+from siamese.evaluation.retrieval import knn_accuracy  # noqa: E402
+from siamese.modeling.losses import ContrastiveLoss  # noqa: E402
+from siamese.modeling.network import EmbeddingNet  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import steps_per_epoch, train  # noqa: E402
 
 
 def tutorial_loader(root: str, seed: int):
@@ -42,8 +42,8 @@ def tutorial_loader(root: str, seed: int):
 
 def tutorial_knn(model, splits) -> float:
     """Test-set kNN accuracy of a model trained by the tutorial pipeline (fp32, as published)."""
-    references = embed(model, splits.train.images, splits.preprocessing)  # (5000, D)
-    queries = embed(model, splits.test.images, splits.preprocessing)  # (10000, D)
+    references = model.encode(splits.train.images, batch_size=1024)  # (5000, D)
+    queries = model.encode(splits.test.images, batch_size=1024)  # (10000, D)
     return knn_accuracy(queries, splits.test.labels, references, splits.train.labels, k=5)
 
 
@@ -68,7 +68,7 @@ def run_tutorial(root: str, splits, epochs: int, seed: int) -> dict:
         history.append({"epoch": epoch + 1, "train_seconds": seconds, "knn_accuracy": tutorial_knn(model, splits)})
         print(f"  tutorial epoch {epoch + 1}: {seconds:.1f}s, kNN {history[-1]['knn_accuracy']:.2%}", flush=True)
     # The tutorial's own evaluation re-reads the training set: the same figure, for comparison.
-    references = embed(model, splits.train.images, splits.preprocessing)
+    references = model.encode(splits.train.images, batch_size=1024)
     train_as_test = knn_accuracy(references, splits.train.labels, references, splits.train.labels, k=5)
     return {"history": history, "images_per_second": images_seen / seconds, "train_set_knn": train_as_test}
 

@@ -1,6 +1,6 @@
 """Where one training step's time goes: torch.profiler over steps of a preset on synthetic digits.
 
-Builds the step exactly as `siamese.training.train` does (prepare_batch + train_step) and prints
+Builds the step exactly as `siamese.training.loop.train` does (prepare_batch + train_step) and prints
 the wall time per step, the GPU (or CPU) time per step, and the operators that cost most.
 
     python benchmarks/profile_step.py --preset fast --batch 256          # on a GPU
@@ -20,10 +20,10 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmarks.gpu_benchmark import synthetic_digits  # noqa: E402
-from siamese.config import build_config  # noqa: E402
-from siamese.data import epoch_generator  # noqa: E402
-from siamese.precision import configure_backends, pick_device, pick_precision  # noqa: E402
-from siamese.training import (  # noqa: E402
+from siamese.data.datasets import epoch_generator  # noqa: E402
+from siamese.runtime.precision import configure_backends, pick_device, pick_precision  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import (  # noqa: E402
     augmentation_generator,
     build_training_parts,
     epoch_batches,

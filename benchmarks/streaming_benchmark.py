@@ -3,7 +3,7 @@
 Reports the first run's decode time (listing the folder and building the cache), the cached start
 (listing again, hashing the file list and reopening the complete cache: what every later training
 run pays), peak resident memory while training from the cache, and training images per second for
-the two paths of `siamese.training`: batches read ahead from the memory map (`read_ahead`) and
+the two paths of `siamese.training.loop`: batches read ahead from the memory map (`read_ahead`) and
 batches gathered from a uint8 tensor in memory. Both run the library's own training step (the
 folder preset: P x K batches, warps, the part-based CosFace convnet, AdamW) on the same batches,
 in alternating rounds, so a busy shared machine slows both alike.
@@ -31,11 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.config import build_config  # noqa: E402
-from siamese.data import Splits, class_balanced_batches  # noqa: E402
-from siamese.folders import stream_image_folder  # noqa: E402
-from siamese.precision import configure_backends, pick_device, pick_precision  # noqa: E402
-from siamese.training import (  # noqa: E402
+from siamese.data.datasets import Splits, class_balanced_batches  # noqa: E402
+from siamese.data.folders import stream_image_folder  # noqa: E402
+from siamese.runtime.precision import configure_backends, pick_device, pick_precision  # noqa: E402
+from siamese.training.config import build_config  # noqa: E402
+from siamese.training.loop import (  # noqa: E402
     augmentation_generator,
     build_training_parts,
     epoch_batches_on_device,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.glyphs import write_glyphs  # noqa: E402
+from siamese.data.glyphs import write_glyphs  # noqa: E402
 
 
 def main() -> None:

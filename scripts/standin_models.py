@@ -15,18 +15,17 @@ from pathlib import Path
 
 import torch
 
-from siamese.calibration import calibrate
-from siamese.data import DIGITS_PREPROCESSING
-from siamese.evaluation import embed
-from siamese.examples import balanced_indices, fit_to_model, load_digits, load_faces
-from siamese.models import EmbeddingNet
+from siamese.data.datasets import DIGITS_PREPROCESSING
+from siamese.data.examples import balanced_indices, fit_to_model, load_digits, load_faces
+from siamese.evaluation.calibration import calibrate
+from siamese.modeling.network import EmbeddingNet
 
 FACES_PREPROCESSING = {"kind": "faces", "grayscale": True, "size": [56, 46], "mean": 0.5, "std": 0.25}
 
 
 def calibration_from(model: EmbeddingNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """The library's own calibration (`siamese.calibration.calibrate`) on embeddings of example images."""
-    embeddings = embed(model, images, model.preprocessing)  # (N, D)
+    """The library's own calibration (`siamese.evaluation.calibration.calibrate`) on embeddings of example images."""
+    embeddings = model.encode(images)  # (N, D)
     return calibrate(embeddings, labels, measured_on="stand-in: pairs of example images")
 
 

@@ -14,15 +14,15 @@ import importlib
 __version__ = "0.2.0"
 
 _PUBLIC = {
-    "SiameseModel": ("siamese.models", "EmbeddingNet"),
-    "EmbeddingNet": ("siamese.models", "EmbeddingNet"),
-    "ModelConfig": ("siamese.model_config", "ModelConfig"),
-    "Preprocessing": ("siamese.model_config", "Preprocessing"),
-    "Calibration": ("siamese.model_config", "Calibration"),
-    "load_model": ("siamese.hub", "load_model"),
-    "save_model": ("siamese.hub", "save_model"),
-    "verdict": ("siamese.calibration", "verdict"),
-    "Gallery": ("siamese.gallery", "Gallery"),
+    "SiameseModel": ("siamese.modeling.network", "EmbeddingNet"),
+    "EmbeddingNet": ("siamese.modeling.network", "EmbeddingNet"),
+    "ModelConfig": ("siamese.modeling.config", "ModelConfig"),
+    "Preprocessing": ("siamese.modeling.config", "Preprocessing"),
+    "Calibration": ("siamese.modeling.config", "Calibration"),
+    "load_model": ("siamese.modeling.pretrained", "load_model"),
+    "save_model": ("siamese.modeling.pretrained", "save_model"),
+    "verdict": ("siamese.evaluation.calibration", "verdict"),
+    "Gallery": ("siamese.search.gallery", "Gallery"),
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -26,15 +26,15 @@ class CommandError(RuntimeError):
 
 def train_main(argv: list[str] | None = None) -> int:
     """`siamese-train`: the same as `python train.py`."""
-    from siamese.train_cli import main
+    from siamese.training.cli import main
 
     return main(argv)
 
 
 def list_images(folder: str | Path) -> tuple[list[Path], list[str]]:
     """Image files under `folder` and their labels: the class sub-folder's name, else the file name's label."""
-    from siamese.folders import IMAGE_SUFFIXES
-    from siamese.gallery import label_from_filename
+    from siamese.data.folders import IMAGE_SUFFIXES
+    from siamese.search.gallery import label_from_filename
 
     root = Path(folder)
     if not root.is_dir():
@@ -70,9 +70,9 @@ def embed_folder(
     import torch
     from tqdm.auto import tqdm
 
-    from siamese.hub import load_model
-    from siamese.images import ImageError, prepare_image
-    from siamese.index import GalleryIndex
+    from siamese.data.images import ImageError, prepare_image
+    from siamese.modeling.pretrained import load_model
+    from siamese.search.index import GalleryIndex
 
     paths, labels = list_images(folder)
     root = Path(folder)
@@ -156,9 +156,9 @@ def search_gallery(
     gallery_file: str | Path, queries: list[str], model_source: str | None = None, top_k: int = 5
 ) -> list[dict]:
     """Rank each query image against a gallery file; each result has the matches and the calibrated verdict."""
-    from siamese.gallery import rank_in_index
-    from siamese.hub import load_model
-    from siamese.index import GalleryIndex
+    from siamese.modeling.pretrained import load_model
+    from siamese.search.gallery import rank_in_index
+    from siamese.search.index import GalleryIndex
 
     index = GalleryIndex.load(gallery_file)
     source = model_source or index.model_id
@@ -185,8 +185,8 @@ def search_gallery(
 
 
 def export_model(model_source: str, onnx: str | None, program: str | None, revision: str | None = None) -> list[str]:
-    from siamese.export import export_onnx, export_program
-    from siamese.hub import load_model
+    from siamese.modeling.export import export_onnx, export_program
+    from siamese.modeling.pretrained import load_model
 
     if not onnx and not program:
         raise CommandError("say what to write: --onnx FILE and/or --program FILE")
@@ -228,8 +228,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from siamese.hub import ModelLoadError
-    from siamese.images import ImageError
+    from siamese.data.images import ImageError
+    from siamese.modeling.files import ModelLoadError
 
     arguments = parse_arguments(argv)
     try:

@@ -162,7 +162,7 @@ def hub_environment(endpoint: str, hf_home: Path, offline: bool = False) -> dict
 def run_probe(
     requests: list[dict], environment: dict[str, str], skip_retry_waits: bool = False, timeout: float = 120.0
 ) -> list[dict]:
-    """Run `requests` through siamese.hub in a fresh interpreter (see `probe`); returns one result each.
+    """Run `requests` through siamese.modeling.pretrained in a fresh interpreter (see `probe`); returns one result each.
 
     `skip_retry_waits` makes the subprocess's time.sleep return at once: huggingface_hub retries a
     refused connection five times with back-off (about 25 s), which says nothing about our code.
@@ -200,7 +200,7 @@ def probe(skip_retry_waits: bool = False) -> None:
     """
     import torch
 
-    from siamese.hub import load_model, read_metrics
+    from siamese.modeling.pretrained import load_model, read_metrics
 
     if skip_retry_waits:
         time.sleep = lambda seconds: None

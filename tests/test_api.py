@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 import siamese
-from siamese.data import to_float
-from siamese.hub import ModelLoadError, save_model
-from siamese.images import prepare_image
-from siamese.model_config import NETWORK_FIELDS, ConfigError, ModelConfig
-from siamese.models import EmbeddingNet
+from siamese.data.datasets import to_float
+from siamese.data.images import prepare_image
+from siamese.modeling.config import NETWORK_FIELDS, ConfigError, ModelConfig
+from siamese.modeling.files import ModelLoadError
+from siamese.modeling.network import EmbeddingNet
+from siamese.modeling.pretrained import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES_PREPROCESSING = {"kind": "faces", "grayscale": True, "size": [24, 20], "mean": 0.5, "std": 0.5}
@@ -78,7 +79,7 @@ def test_encode_batches_give_the_same_embeddings_as_one_batch():
 
 
 def test_encode_refuses_what_is_not_an_image():
-    from siamese.images import ImageError
+    from siamese.data.images import ImageError
 
     model = small_model()
     with pytest.raises(ImageError, match="no such file"):

@@ -18,7 +18,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
 from scripts.standin_models import make_standin  # noqa: E402
-from siamese import examples as example_data  # noqa: E402
+from siamese.data import examples as example_data  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import app
 from siamese import cli
-from siamese import examples as example_data
+from siamese.data import examples as example_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

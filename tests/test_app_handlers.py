@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import app  # noqa: E402
-from siamese import examples as example_data  # noqa: E402
+from siamese.data import examples as example_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")

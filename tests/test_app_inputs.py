@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 import app
-from siamese import examples as example_data
-from siamese.calibration import nearest_reference_distances, out_of_distribution_limit
+from siamese.data import examples as example_data
+from siamese.evaluation.calibration import nearest_reference_distances, out_of_distribution_limit
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_zip_entries_that_escape_are_refused_and_nothing_is_written(
 
 
 def test_zips_over_the_caps_are_refused(similarity_app, digit_paths, tmp_path, monkeypatch):
-    from siamese import uploads
+    from siamese.data import uploads
 
     many = make_zip(tmp_path / "many.zip", {f"c/{index}.png": png(digit_paths[1]) for index in range(5)})
     with pytest.raises(uploads.UploadError, match="holds 5 images"):

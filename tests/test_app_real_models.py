@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import app
-from siamese.data import load_offline_digits
+from siamese.data.datasets import load_offline_digits
 
 gradio_client = pytest.importorskip("gradio_client")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.augment import border_background, random_affine
+from siamese.data.augment import border_background, random_affine
 
 
 def light_images_with_a_dark_mark(batch: int = 4) -> torch.Tensor:

@@ -13,9 +13,9 @@ import timm
 import torch
 from PIL import Image
 
-from siamese.backbones import parse_backbone
-from siamese.config import build_config
-from siamese.hub import load_model
+from siamese.modeling.backbones import parse_backbone
+from siamese.modeling.pretrained import load_model
+from siamese.training.config import build_config
 
 
 def write_colour_classes(root, classes: int = 6, per_class: int = 4):
@@ -78,8 +78,8 @@ def test_pretrained_weights_come_from_the_hub_and_saved_models_reload_offline(tm
     expected = {key: value.tolist() for key, value in served.state_dict().items() if key == "conv1.0.weight"}
     code = f"""
 import json, sys, torch
-from siamese.config import build_config
-from siamese.training import build_model, load_splits
+from siamese.training.config import build_config
+from siamese.training.loop import build_model, load_splits
 config = build_config({{"dataset": "folder", "data_root": {str(data)!r}, "backbone": "timm:hf-hub:org/tiny",
     "pretrained": True, "image_size": [48, 48], "test_classes": ["class_5"], "val_classes": ["class_4"]}})
 model = build_model(config, load_splits(config))

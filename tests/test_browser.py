@@ -26,7 +26,7 @@ if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
     pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 
 import app  # noqa: E402
-from siamese import examples as example_data  # noqa: E402
+from siamese.data import examples as example_data  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TIMEOUT_MS = 60_000

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese import cache as cache_module
-from siamese.cache import CachedImages, build_cache, cache_key
-from siamese.folders import list_image_folder as folder_images
-from siamese.images import ImageError, prepare_image
+from siamese.data import cache as cache_module
+from siamese.data.cache import CachedImages, build_cache, cache_key
+from siamese.data.folders import list_image_folder as folder_images
+from siamese.data.images import ImageError, prepare_image
 
 PREPROCESSING = {"kind": "faces", "grayscale": False, "size": [10, 12], "mean": 0.5, "std": 0.5}
 

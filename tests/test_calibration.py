@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.calibration import (
+from siamese.data.datasets import ImageSet, Splits
+from siamese.evaluation.calibration import (
     caution_margin,
     error_rates,
     gallery_threshold,
@@ -15,12 +16,10 @@ from siamese.calibration import (
     threshold_for_false_accept,
     verdict,
 )
-from siamese.config import build_config
-from siamese.data import ImageSet, Splits
-from siamese.evaluation import embed
-from siamese.gallery import Gallery
-from siamese.training import train
-from siamese.verification import pair_distances, roc_metrics
+from siamese.evaluation.verification import pair_distances, roc_metrics
+from siamese.search.gallery import Gallery
+from siamese.training.config import build_config
+from siamese.training.loop import train
 
 
 def random_pairs(seed: int = 0, count: int = 400):
@@ -170,8 +169,8 @@ def test_thresholds_come_from_validation_and_the_test_split_never_reaches_calibr
         }
     )
     result = train(config, splits)
-    validation_embeddings = embed(result.model, validation.images, splits.preprocessing)
-    test_embeddings = embed(result.model, test.images, splits.preprocessing)
+    validation_embeddings = result.model.encode(validation.images, batch_size=1024)
+    test_embeddings = result.model.encode(test.images, batch_size=1024)
     from_validation = roc_metrics(*pair_distances(validation_embeddings, validation.labels))["threshold_eer"]
     from_test = roc_metrics(*pair_distances(test_embeddings, test.labels))["threshold_eer"]
     assert result.model.calibration["threshold"] == pytest.approx(from_validation)
@@ -182,7 +181,7 @@ def test_thresholds_come_from_validation_and_the_test_split_never_reaches_calibr
 
 
 def test_digit_validation_images_are_a_seeded_share_of_each_class_never_trained_on():
-    from siamese.data import hold_out_per_class
+    from siamese.data.datasets import hold_out_per_class
 
     image_set = blob_set(0, 5, 20, [str(index) for index in range(5)])
     image_set.images[:, 0, 7, 7] = torch.arange(len(image_set), dtype=torch.uint8)  # a unique mark per image

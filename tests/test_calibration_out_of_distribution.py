@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.calibration import nearest_reference_distances, out_of_distribution_limit
+from siamese.evaluation.calibration import nearest_reference_distances, out_of_distribution_limit
 
 
 def loop_nearest(points: np.ndarray, references: np.ndarray, skip_same_index: bool = False) -> np.ndarray:

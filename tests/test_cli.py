@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from siamese import cli
-from siamese.hub import save_model
-from siamese.index import GalleryIndex
-from siamese.models import EmbeddingNet
+from siamese.modeling.network import EmbeddingNet
+from siamese.modeling.pretrained import save_model
+from siamese.search.index import GalleryIndex
 
 PREPROCESSING = {"kind": "folder", "grayscale": True, "size": [16, 16], "mean": 0.5, "std": 0.5}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.config import build_config
-from siamese.data import ImageSet, Splits
-from siamese.training import train
+from siamese.data.datasets import ImageSet, Splits
+from siamese.training.config import build_config
+from siamese.training.loop import train
 
 pytestmark = [
     pytest.mark.cuda,
@@ -32,7 +32,7 @@ def test_one_gpu_training_step_is_finite_and_moves_the_weights(tmp_path, precisi
          "precision": precision, "device": "cuda", "progress": False, "eval_every": 0, "out": str(tmp_path / "m")}
     )  # fmt: skip
     torch.manual_seed(0)
-    from siamese.training import build_model
+    from siamese.training.loop import build_model
 
     before = {name: value.clone() for name, value in build_model(config, toy_splits()).state_dict().items()}
     result = train(config, toy_splits(), final_evaluation=False)
@@ -55,8 +55,8 @@ def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
     """Steps after the first raise if anything in them blocks the host on the device (sync debug mode)."""
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    from siamese.data import epoch_generator
-    from siamese.training import (
+    from siamese.data.datasets import epoch_generator
+    from siamese.training.loop import (
         augmentation_generator,
         build_training_parts,
         epoch_batches,

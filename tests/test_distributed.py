@@ -15,9 +15,9 @@ import torch
 import torch.multiprocessing as multiprocessing
 from PIL import Image
 
-from siamese.distributed import ModelAndLoss, Topology, shard
-from siamese.losses import build_loss
-from siamese.models import EmbeddingNet
+from siamese.modeling.losses import build_loss
+from siamese.modeling.network import EmbeddingNet
+from siamese.runtime.distributed import ModelAndLoss, Topology, shard
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.embedding_map import EmbeddingMap, MapCache, compute_map, map_figure
+from siamese.evaluation.embedding_map import EmbeddingMap, MapCache, compute_map, map_figure
 
 
 def clustered(count: int = 120, classes: int = 4, dim: int = 8, seed: int = 0):
@@ -83,7 +83,7 @@ def test_figure_has_a_trace_per_class_and_one_for_placed_images(small_map):
 
 
 def test_large_maps_draw_with_webgl_and_every_class_gets_its_own_colour():
-    from siamese.embedding_map import WEBGL_POINTS, EmbeddingMap, class_colours, map_figure
+    from siamese.evaluation.embedding_map import WEBGL_POINTS, EmbeddingMap, class_colours, map_figure
 
     def toy_map(count: int, classes: int) -> EmbeddingMap:
         rng = np.random.default_rng(0)

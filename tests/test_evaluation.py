@@ -7,9 +7,9 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from siamese.data import ImageSet
-from siamese.evaluation import embed, knn_accuracy, map_at_r, precision_at_1, retrieval_metrics
-from siamese.models import EmbeddingNet
+from siamese.data.datasets import ImageSet
+from siamese.evaluation.retrieval import knn_accuracy, map_at_r, precision_at_1, retrieval_metrics
+from siamese.modeling.network import EmbeddingNet
 
 
 def clustered(seed: int, count: int, noise: float):
@@ -57,7 +57,7 @@ def test_perfect_clusters_score_one():
 def test_embed_runs_in_inference_mode_and_restores_training_mode():
     model = EmbeddingNet(architecture="convnet", widths=(8,)).train()
     images = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
-    embeddings = embed(model, images, {"mean": 0.0, "std": 1.0}, batch_size=4)
+    embeddings = model.encode(images, batch_size=4)
     assert embeddings.shape == (10, 50) and not embeddings.requires_grad
     assert model.training
     model.eval()
@@ -68,29 +68,27 @@ def test_evaluation_refuses_the_training_set_as_test_set():
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
     data = ImageSet(images, torch.tensor([0, 1] * 4), ["0", "1"])
     with pytest.raises(ValueError, match="held out"):
-        retrieval_metrics(EmbeddingNet(), data, data, {})
+        retrieval_metrics(EmbeddingNet(), data, data)
 
 
 def test_retrieval_uses_test_images_as_queries_and_training_images_as_references(monkeypatch):
     """Swap in an 'embedding' that reveals which set each call embeds."""
-    import siamese.evaluation as evaluation
-
     calls = []
 
-    def fake_embed(model, images, preprocessing, batch_size=1024, precision="fp32", on_device=False):
+    def fake_encode(model, images, batch_size=256, device=None, precision="fp32", on_device=False):
         calls.append(images.shape[0])
         return images.flatten(1).float()[:, :3]
 
-    monkeypatch.setattr(evaluation, "embed", fake_embed)
+    monkeypatch.setattr(EmbeddingNet, "encode", fake_encode)
     train = ImageSet(torch.zeros(12, 1, 4, 4, dtype=torch.uint8), torch.arange(12) % 3, list("abc"))
     test = ImageSet(torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.arange(5) % 3, list("abc"))
-    retrieval_metrics(EmbeddingNet(), train, test, {})
+    retrieval_metrics(EmbeddingNet(), train, test)
     assert calls == [12, 5]  # references from the 12 training images, queries from the 5 test images
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_one_shared_neighbour_search_gives_the_three_separate_figures(seed):
-    from siamese.evaluation import neighbour_metrics
+    from siamese.evaluation.retrieval import neighbour_metrics
 
     generator = torch.Generator().manual_seed(seed)
     references = torch.randn(90, 6, generator=generator)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese.folders import (
+from siamese.data.folders import (
     ATT_TEST_CLASSES,
     DataError,
     class_disjoint_split,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.gallery import Gallery, label_from_filename
-from siamese.models import EmbeddingNet
+from siamese.modeling.network import EmbeddingNet
+from siamese.search.gallery import Gallery, label_from_filename
 
 
 def brute_force(embeddings: np.ndarray, labels: list[str], query: np.ndarray, top_k: int):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from siamese.folders import load_image_folder
-from siamese.glyphs import GROUPS, font_files, glyph_classes, render_sample, write_glyphs
+from siamese.data.folders import load_image_folder
+from siamese.data.glyphs import GROUPS, font_files, glyph_classes, render_sample, write_glyphs
 
 
 def test_every_group_has_real_glyphs_and_the_set_has_hundreds_of_classes():

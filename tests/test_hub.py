@@ -25,10 +25,12 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
 
-from siamese import hub
-from siamese.data import DIGITS_PREPROCESSING
-from siamese.hub import ModelLoadError, PushError, load_model, push_model, read_metrics, retry_command, save_model
-from siamese.models import EmbeddingNet
+from siamese.data.datasets import DIGITS_PREPROCESSING
+from siamese.hub.push import PushError, push_model, retry_command
+from siamese.modeling import pretrained
+from siamese.modeling.files import MODEL_FILES, ModelLoadError
+from siamese.modeling.network import EmbeddingNet
+from siamese.modeling.pretrained import load_model, read_metrics, save_model
 
 COMMAND = "python train.py --preset mnist --epochs 1 --out runs/tiny"
 METRICS = {
@@ -90,7 +92,7 @@ def test_save_then_load_gives_identical_embeddings_in_eval_mode(saved, tmp_path)
     assert not loaded.training
     assert torch.equal(embeddings_of(loaded), embeddings_of(model))
     assert loaded.config_dict() == model.config_dict()
-    assert sorted(path.name for path in folder.iterdir()) == sorted(hub.MODEL_FILES)
+    assert sorted(path.name for path in folder.iterdir()) == sorted(MODEL_FILES)
     assert [path.name for path in tmp_path.iterdir()] == ["model"]  # no temporary folder left
     assert read_metrics(folder) == METRICS
     assert COMMAND in (folder / "README.md").read_text()
@@ -216,7 +218,7 @@ def test_interrupted_save_leaves_the_old_folder_intact_and_no_temporary_folder(s
 def test_failed_swap_puts_the_old_folder_back(saved, tmp_path, monkeypatch):
     _, folder = saved
     before = hub_server.folder_files(folder)
-    real_replace = hub.os.replace
+    real_replace = pretrained.os.replace
     calls = []
 
     def failing_second_rename(source, target):
@@ -225,7 +227,7 @@ def test_failed_swap_puts_the_old_folder_back(saved, tmp_path, monkeypatch):
             raise OSError("rename failed")
         real_replace(source, target)
 
-    monkeypatch.setattr(hub.os, "replace", failing_second_rename)
+    monkeypatch.setattr(pretrained.os, "replace", failing_second_rename)
     with pytest.raises(OSError, match="rename failed"):
         save_model(tiny_model(seed=1), folder, METRICS, COMMAND)
     assert hub_server.folder_files(folder) == before

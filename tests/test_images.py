@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese.images import MAX_PIXELS, ImageError, digit_to_mnist, open_image, prepare_image
+from siamese.data.images import MAX_PIXELS, ImageError, digit_to_mnist, open_image, prepare_image
 
 FACES = {"kind": "faces", "grayscale": True, "size": [20, 16]}
 COLOUR = {"kind": "folder", "grayscale": False, "size": [10, 12]}

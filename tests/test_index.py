@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.index import GalleryFileError, GalleryIndex
+from siamese.search.index import GalleryFileError, GalleryIndex
 
 
 def clustered(count: int, dim: int = 16, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from siamese.losses import (
+from siamese.modeling.losses import (
     ContrastiveLoss,
     CosFaceLoss,
     PairContrastiveLoss,
@@ -213,7 +213,7 @@ def test_parts_loss_gives_each_chunk_its_own_learned_proxies():
 
 @pytest.mark.parametrize("name", ["contrastive", "triplet", "cosface", "pair"])
 def test_losses_stay_in_fp32_inside_bf16_autocast(name):
-    from siamese.losses import build_loss
+    from siamese.modeling.losses import build_loss
 
     torch.manual_seed(0)
     embeddings = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)

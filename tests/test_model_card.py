@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from huggingface_hub import ModelCard
 
-from siamese.model_card import render_model_card
+from siamese.modeling.card import render_model_card
 
 COMMAND = "python train.py --preset mnist --epochs 5 --out runs/mnist"
 DIGITS_CONFIG = {

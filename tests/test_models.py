@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.losses import ContrastiveLoss
-from siamese.models import EmbeddingNet
+from siamese.modeling.losses import ContrastiveLoss
+from siamese.modeling.network import EmbeddingNet
 
 CASES = [
     ({"architecture": "tutorial"}, (1, 28, 28)),

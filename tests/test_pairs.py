@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.pairs import sample_pairs
+from siamese.data.pairs import sample_pairs
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.25, 1.0])

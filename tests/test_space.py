@@ -18,8 +18,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 import app
-from siamese.hub import PushError
-from siamese.space import SPACE_IGNORED, push_space
+from siamese.hub.push import PushError
+from siamese.hub.space import SPACE_IGNORED, push_space
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 LARGE_BYTES = 1024 * 1024

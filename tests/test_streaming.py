@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese import training
-from siamese.cache import MappedImages
-from siamese.config import build_config
-from siamese.folders import DataError, load_folder_splits, load_image_folder, stream_image_folder
-from siamese.training import load_splits, should_stream, train
+from siamese.data.cache import MappedImages
+from siamese.data.folders import DataError, load_folder_splits, load_image_folder, stream_image_folder
+from siamese.training import loop as training
+from siamese.training.config import build_config
+from siamese.training.loop import load_splits, should_stream, train
 
 PREPROCESSING = {"kind": "folder", "grayscale": False, "size": [16, 16], "mean": 0.5, "std": 0.5}
 

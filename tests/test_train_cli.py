@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 import train
-from siamese.hub import load_model
+from siamese.modeling.pretrained import load_model
 
 
 def write_classes(root, classes: int = 6, per_class: int = 4):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from siamese.config import build_config
-from siamese.data import DIGITS_PREPROCESSING, ImageSet, Splits, class_balanced_batches
-from siamese.losses import ContrastiveLoss
-from siamese.training import CHECKPOINT_NAME, train
+from siamese.data.datasets import DIGITS_PREPROCESSING, ImageSet, Splits, class_balanced_batches
+from siamese.modeling.losses import ContrastiveLoss
+from siamese.training.config import build_config
+from siamese.training.loop import CHECKPOINT_NAME, train
 
 
 def tiny_splits(per_class: int = 16, classes: int = 4) -> Splits:
@@ -129,9 +129,9 @@ def test_part_embeddings_with_a_network_that_cannot_have_them_is_a_clear_error(c
 
 
 def test_a_batch_asking_for_more_classes_than_there_are_trains_a_full_schedule(tmp_path):
-    from siamese.config import build_config
-    from siamese.data import ImageSet, Splits
-    from siamese.training import train
+    from siamese.data.datasets import ImageSet, Splits
+    from siamese.training.config import build_config
+    from siamese.training.loop import train
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 255, (24, 1, 8, 8), generator=generator, dtype=torch.uint8)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from siamese.verification import (
+from siamese.evaluation.verification import (
     best_accuracy_threshold,
     distance_histogram,
     one_shot_accuracy,

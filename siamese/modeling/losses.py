@@ -192,7 +192,7 @@ class CosFaceLoss(nn.Module):
 class PartsLoss(nn.Module):
     """Applies one loss to each equal chunk of a part-based embedding and averages them.
 
-    The chunks of `siamese.models.PartsNeck` are each scaled to unit length here, so every part
+    The chunks of `siamese.modeling.network.PartsNeck` are each scaled to unit length here, so every part
     loss sees embeddings shaped as it would from a single-part network.
     """
 

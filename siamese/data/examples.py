@@ -86,7 +86,7 @@ def load_digits(mnist_root: str | None = None) -> ExampleSet:
             return ExampleSet("digits", images, dataset.targets.long(), _digit_names(), f"MNIST test set at {root}")
         except (RuntimeError, OSError, ValueError):
             pass  # an incomplete root: fall back to the digits that need no files
-    from siamese.data import load_offline_digits
+    from siamese.data.datasets import load_offline_digits
 
     splits = load_offline_digits()
     images = torch.cat([splits.train.images, splits.test.images])  # (5000, 1, 28, 28)

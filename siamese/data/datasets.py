@@ -21,7 +21,7 @@ DIGITS_PREPROCESSING = {"kind": "digits", "grayscale": True, "size": [28, 28], "
 class ImageSet:
     """Images (N, C, H, W) uint8 with integer labels (N,) and the class names they index.
 
-    `images` is a tensor, or for folders too large for memory a `siamese.cache.MappedImages`, which
+    `images` is a tensor, or for folders too large for memory a `siamese.data.cache.MappedImages`, which
     reads images from the decoded cache on disk only when indexed.
     """
 
@@ -46,7 +46,7 @@ class ImageSet:
 
     @property
     def streamed(self) -> bool:
-        """True when the images are read from a decoded-image cache on disk as needed (`siamese.cache`)."""
+        """True when the images are read from a decoded-image cache on disk as needed (`siamese.data.cache`)."""
         return not isinstance(self.images, torch.Tensor)
 
     def subset(self, indices: torch.Tensor | np.ndarray | list[int]) -> ImageSet:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamese.images import ImageError, prepare_image
+from siamese.data.images import ImageError, prepare_image
 
 CACHE_FORMAT = 1
 INDEX_SUFFIX = ".json"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from siamese.data import ImageSet, Splits
-from siamese.images import ImageError, prepare_image
+from siamese.data.datasets import ImageSet, Splits
+from siamese.data.images import ImageError, prepare_image
 
 IMAGE_SUFFIXES = {".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pbm"}
 ATT_TEST_CLASSES = tuple(f"s{number}" for number in range(31, 41))
@@ -188,8 +188,8 @@ def stream_image_folder(
     workers: int | None = None,
 ) -> ImageSet:
     """The same images as `load_image_folder`, in the same order, but decoded once into a uint8 cache
-    on disk (`siamese.cache`) and read from it as needed; an unchanged folder reuses its cache at once."""
-    from siamese.cache import MappedImages, build_cache
+    on disk (`siamese.data.cache`) and read from it as needed; an unchanged folder reuses its cache at once."""
+    from siamese.data.cache import MappedImages, build_cache
 
     root = Path(root)
     listed, listed_labels, names = list_image_folder(root, class_depth, skip_unreadable)

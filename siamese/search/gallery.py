@@ -88,14 +88,10 @@ class Gallery:
         images: torch.Tensor,
         labels: list[str],
         names: list[str] | None = None,
-        preprocessing: dict | None = None,
         batch_size: int = 256,
     ) -> Gallery:
         """Embed uint8 images (N, C, H, W) with `model` (in eval mode, restored after) into a gallery."""
-        from siamese.evaluation import embed
-
-        preprocessing = preprocessing if preprocessing is not None else getattr(model, "preprocessing", {})
-        embeddings = embed(model, images, preprocessing, batch_size=batch_size)  # (N, D)
+        embeddings = model.encode(images, batch_size=batch_size)  # (N, D)
         return cls(embeddings, labels, names)
 
     def __len__(self) -> int:
@@ -163,7 +159,7 @@ def rank_in_index(
     caution_margin: float | None = None,
     candidates: int = 32,
 ) -> Ranking:
-    """`Gallery.rank` over a `siamese.index.GalleryIndex` of any size: the index finds the nearest
+    """`Gallery.rank` over a `siamese.search.index.GalleryIndex` of any size: the index finds the nearest
     `candidates` references, and the verdict, margin and caution are decided among them (enough
     for the nearest reference of a second label to be there in practice)."""
     query = query_embedding.detach().float().cpu().reshape(1, -1)  # (1, D)

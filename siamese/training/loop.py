@@ -15,9 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from siamese.augment import random_affine, random_brightness_contrast
-from siamese.config import TrainConfig
-from siamese.data import (
+from siamese.data.augment import random_affine, random_brightness_contrast
+from siamese.data.datasets import (
     Splits,
     class_balanced_batches,
     epoch_generator,
@@ -26,10 +25,11 @@ from siamese.data import (
     normalise,
     shuffled_batches,
 )
-from siamese.evaluation import embed, retrieval_metrics
-from siamese.losses import build_loss
-from siamese.models import EmbeddingNet
-from siamese.precision import autocast_context, configure_backends, grad_scaler, pick_device, pick_precision
+from siamese.evaluation.retrieval import retrieval_metrics
+from siamese.modeling.losses import build_loss
+from siamese.modeling.network import EmbeddingNet
+from siamese.runtime.precision import autocast_context, configure_backends, grad_scaler, pick_device, pick_precision
+from siamese.training.config import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that only say how to run, not what is trained: they may differ when resuming.
@@ -79,7 +79,7 @@ def load_splits(config: TrainConfig) -> Splits:
 def with_validation(splits: Splits, config: TrainConfig) -> Splits:
     """For digits, whose test classes are the training classes: a seeded share of each class's training
     images becomes the validation set (image-disjoint, since a class-disjoint one is impossible here)."""
-    from siamese.data import hold_out_per_class
+    from siamese.data.datasets import hold_out_per_class
 
     train, validation = hold_out_per_class(splits.train, config.val_fraction, seed=config.seed)
     description = {
@@ -96,7 +96,7 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
         return load_offline_digits()
     if config.dataset == "mnist":
         return load_mnist(config.data_root or "data", download=config.download)
-    from siamese import folders
+    from siamese.data import folders
 
     if config.data_root is None:
         raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
@@ -110,7 +110,7 @@ def _load_train_and_test(config: TrainConfig) -> Splits:
         )
     preprocessing = folders.faces_preprocessing(size=tuple(size), grayscale=config.grayscale)
     if config.backbone:
-        from siamese.backbones import data_config, parse_backbone
+        from siamese.modeling.backbones import data_config, parse_backbone
 
         # The input size, mean and std the backbone's weights were trained with, unless a size is given.
         backbone_data = data_config(parse_backbone(config.backbone))
@@ -170,7 +170,7 @@ def should_stream(config: TrainConfig, preprocessing: dict) -> bool:
     """
     if config.stream != "auto":
         return config.stream == "always"
-    from siamese import folders
+    from siamese.data import folders
 
     count = len(folders.image_paths(config.data_root, config.class_depth))
     height, width = preprocessing["size"]
@@ -191,14 +191,14 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
     channels, height, width = splits.train.images.shape[1:]
     backbone, training = None, {"dataset": splits.description, "preset": config.preset}
     if config.backbone:
-        from siamese.backbones import parse_backbone, resolve_architecture
+        from siamese.modeling.backbones import parse_backbone, resolve_architecture
 
         source = parse_backbone(config.backbone)
         backbone = resolve_architecture(source)  # saved models rebuild this, with no download
         training["backbone"] = {"source": config.backbone, "pretrained": config.pretrained}
-    from siamese.model_config import NETWORK_FIELDS, ModelConfig
+    from siamese.modeling.config import NETWORK_FIELDS, ModelConfig
 
-    # The network's fields come from the training config by name: one list, in siamese.model_config.
+    # The network's fields come from the training config by name: one list, in siamese.modeling.config.
     network = {key: getattr(config, key) for key in NETWORK_FIELDS if hasattr(config, key)}
     network.update(
         backbone=backbone,
@@ -210,7 +210,7 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
         ModelConfig.from_dict({**network, "preprocessing": splits.preprocessing, "training": training})
     )
     if config.backbone and config.pretrained:
-        from siamese.backbones import create_backbone
+        from siamese.modeling.backbones import create_backbone
 
         pretrained = create_backbone(backbone, int(channels), pretrained_source=parse_backbone(config.backbone))
         model.backbone.load_state_dict(pretrained.state_dict())
@@ -262,7 +262,7 @@ def epoch_batches(config: TrainConfig, labels: torch.Tensor, generator: torch.Ge
     elif config.sampler == "balanced":
         yield from class_balanced_batches(labels, config.classes_per_batch, config.samples_per_class, generator)
     elif config.sampler == "pairs":
-        from siamese.pairs import PairSampler
+        from siamese.data.pairs import PairSampler
 
         pairs_per_batch = max(1, config.batch_size // 2)
         sampler = PairSampler(labels)  # labels grouped once per epoch, not once per batch
@@ -318,7 +318,7 @@ def build_training_parts(
 
     `total_steps` sizes the schedule; by default the run's, from the training set and the epochs.
     """
-    from siamese import distributed
+    from siamese.runtime import distributed
 
     # oneDNN and cuDNN run convolutions fastest on NHWC tensors.
     model = build_model(config, splits).to(device).to(memory_format=torch.channels_last)
@@ -371,7 +371,7 @@ def prepare_batch(
 
 
 def read_ahead(images, batches: list[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
-    """uint8 batches read from a streamed image set (`siamese.cache.MappedImages`), each on `device`.
+    """uint8 batches read from a streamed image set (`siamese.data.cache.MappedImages`), each on `device`.
 
     A background thread reads the next batch from the memory map while the current one trains
     (numpy's copy releases the GIL); batches land in pinned memory and move without blocking.
@@ -440,17 +440,17 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
     Where classes are shared (digits), retrieval scores held-out images against the training
     images; for every data set, verification and one-shot figures come from pairs of held-out images.
     """
-    from siamese.verification import verification_report
+    from siamese.evaluation.verification import verification_report
 
     held_out = splits.test if final or splits.validation is None else splits.validation
     if len(held_out) == 0 or len(torch.unique(held_out.labels)) < 2:
         return {}  # --test-fraction 0 and no validation: nothing held out to measure on
     metrics = {}
     if config.dataset in SHARED_CLASS_DATASETS:
-        metrics.update(retrieval_metrics(model, splits.train, held_out, splits.preprocessing, config.knn_k, precision))
+        metrics.update(retrieval_metrics(model, splits.train, held_out, config.knn_k, precision))
         if not final:
             return metrics  # kNN is the per-epoch figure here; pair metrics only at the end
-    embeddings = embed(model, held_out.images, splits.preprocessing, precision=precision)  # (Q, D)
+    embeddings = model.encode(held_out.images, batch_size=1024, precision=precision)  # (Q, D)
     labels = held_out.labels.cpu()
     ways = min(10, len(torch.unique(labels)))
     draws = config.one_shot_draws if final else max(1, config.one_shot_draws // 4)
@@ -463,7 +463,7 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
         report.pop("distance_histogram", None)
     metrics.update(report)
     if final and model.calibration.get("threshold") is not None:
-        from siamese.calibration import measure_on_test
+        from siamese.evaluation.calibration import measure_on_test
 
         open_set = config.dataset not in SHARED_CLASS_DATASETS
         measured = measure_on_test(embeddings, labels, model.calibration, open_set=open_set, seed=config.seed)
@@ -474,12 +474,12 @@ def evaluate(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision
 
 def calibrate_on_validation(model: EmbeddingNet, splits: Splits, config: TrainConfig, precision: str) -> dict:
     """The thresholds and caution margin, chosen on the validation images alone ({} without validation)."""
-    from siamese.calibration import calibrate
+    from siamese.evaluation.calibration import calibrate
 
     validation = splits.validation
     if validation is None or len(validation) < 2 or len(torch.unique(validation.labels)) < 2:
         return {}
-    embeddings = embed(model, validation.images, splits.preprocessing, precision=precision)  # (V, D)
+    embeddings = model.encode(validation.images, batch_size=1024, precision=precision)  # (V, D)
     if config.dataset in SHARED_CLASS_DATASETS:
         measured_on = f"{len(validation)} validation images ({splits.description.get('validation')})"
     else:
@@ -516,12 +516,12 @@ def train(
 ) -> TrainResult:
     """Train, evaluate on validation after each epoch, checkpoint, calibrate on validation, test once, return.
 
-    Under torchrun every process trains its share of each global batch (see `siamese.distributed`);
+    Under torchrun every process trains its share of each global batch (see `siamese.runtime.distributed`);
     the main process alone prints, evaluates and checkpoints, and the others return no metrics.
     `stop_after_epochs` ends the run early as if it were killed (tests use it to check resume);
     `final_evaluation=False` skips the full test-set evaluation (throughput benchmarks).
     """
-    from siamese import distributed
+    from siamese.runtime import distributed
 
     device = pick_device(config.device)
     topology = distributed.setup(device.type)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from siamese.distances import pairwise_distances
-from siamese.verification import distance_histogram, pair_distances, roc_metrics
+from siamese.evaluation.verification import distance_histogram, pair_distances, roc_metrics
 
 # The stricter operating point reported beside the EER threshold: at most 1% false accepts.
 TARGET_FALSE_ACCEPT = 0.01

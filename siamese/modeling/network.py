@@ -9,6 +9,13 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from siamese.distances import paired_distances, pairwise_distances
+from siamese.evaluation.calibration import verdict
+from siamese.modeling.backbones import create_backbone
+from siamese.modeling.config import NETWORK_FIELDS, ModelConfig
+from siamese.modeling.encode import encode_images
+from siamese.modeling.files import CONFIG_FILE, ModelLoadError, load_weights, model_folder, read_model_config
+
 ARCHITECTURES = ("tutorial", "article", "convnet", "timm")
 
 
@@ -208,8 +215,6 @@ class EmbeddingNet(
         if architecture == "tutorial":
             self.backbone = tutorial_backbone(self.in_channels)
         elif architecture == "timm":
-            from siamese.backbones import create_backbone
-
             self.backbone = create_backbone(backbone, self.in_channels)
         elif architecture == "article":
             self.backbone = article_backbone(self.in_channels, self.dropout)
@@ -263,28 +268,46 @@ class EmbeddingNet(
         )
 
     @classmethod
-    def from_pretrained(cls, name_or_path, revision: str | None = None, device: str = "cpu", **_ignored):
-        """Load strictly from a model folder or Hub repo (safetensors only): see `siamese.hub.load_model`.
+    def from_pretrained(
+        cls,
+        name_or_path,
+        revision: str | None = None,
+        device: str = "cpu",
+        local_files_only: bool | None = None,
+        **_ignored,
+    ) -> EmbeddingNet:
+        """Load strictly, in eval mode, from a model folder or Hub repo (safetensors only).
 
-        Replaces the Hub mixin's loader, which is lenient (strict=False) about missing weights.
+        Replaces the Hub mixin's loader, which is lenient (strict=False) about missing weights. Raises
+        `ModelLoadError` with one clear message per failure.
         """
-        from siamese.hub import load_model
+        folder, source = model_folder(name_or_path, revision, local_files_only)
+        model_config = read_model_config(folder, source)
+        try:
+            model = cls.from_config(model_config)
+        except Exception as error:  # any constructor failure means the config describes no valid network
+            raise ModelLoadError(f"invalid {CONFIG_FILE} in {source}: {type(error).__name__}: {error}") from error
+        load_weights(model, folder, source, device)
+        return model.to(device).eval()
 
-        return load_model(name_or_path, revision=revision, device=device)
-
-    def encode(self, images, batch_size: int = 256, device: str | torch.device | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        images,
+        batch_size: int = 256,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        on_device: bool = False,
+    ) -> torch.Tensor:
         """Embeddings (N, D) of file paths, PIL images, numpy arrays or tensors, preprocessed as saved.
 
-        Unit length for models trained with `normalize` (all the bundled ones).
+        The one way to embed. Unit length for models trained with `normalize` (all the bundled ones). A uint8
+        batch (N, C, H, W) already in the model's input form goes straight in. float32 on the CPU, or on the
+        model's device with `on_device`.
         """
-        from siamese.inference import encode
-
-        return encode(self, images, batch_size=batch_size, device=device)
+        return encode_images(self, images, batch_size, device, precision, on_device)
 
     def similarity(self, first, second) -> torch.Tensor:
         """Distances (N, M) between the embeddings of two sets of images: smaller is more similar."""
-        from siamese.distances import pairwise_distances
-
         return pairwise_distances(self.encode(first), self.encode(second))  # (N, M)
 
     def verify(self, first, second) -> dict | list[dict]:
@@ -292,9 +315,6 @@ class EmbeddingNet(
 
         One image each gives one dict; two equally long lists give one dict per pair.
         """
-        from siamese.calibration import verdict
-        from siamese.distances import paired_distances
-
         first_embeddings, second_embeddings = self.encode(first), self.encode(second)  # (N, D), (N, D)
         if first_embeddings.shape[0] != second_embeddings.shape[0]:
             raise ValueError(f"verify needs pairs: got {first_embeddings.shape[0]} and {second_embeddings.shape[0]}")
@@ -305,15 +325,11 @@ class EmbeddingNet(
     @property
     def config(self):
         """The typed `ModelConfig` of this network, as config.json stores it."""
-        from siamese.model_config import ModelConfig
-
         return ModelConfig.from_dict(self.config_dict())
 
     def config_dict(self) -> dict:
-        """Everything `config.json` holds: the network's fields (`siamese.model_config.NETWORK_FIELDS`),
+        """Everything `config.json` holds: the network's fields (`siamese.modeling.config.NETWORK_FIELDS`),
         its preprocessing, calibration and provenance."""
-        from siamese.model_config import NETWORK_FIELDS
-
         values = {key: getattr(self, "backbone_name" if key == "backbone" else key) for key in NETWORK_FIELDS}
         values.update(image_size=list(self.image_size), widths=list(self.widths))
         return {

@@ -9,39 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from siamese.data import ImageSet, to_float
+from siamese.data.datasets import ImageSet
 from siamese.distances import squared_pairwise_distances
-from siamese.precision import autocast_context
-
-
-def embed(
-    model: nn.Module,
-    images: torch.Tensor,
-    preprocessing: dict,
-    batch_size: int = 1024,
-    precision: str = "fp32",
-    on_device: bool = False,
-) -> torch.Tensor:
-    """Embed uint8 images (N, C, H, W) in batches on the model's device; float32 (N, D) on the CPU,
-    or left on the model's device with `on_device` (evaluation then never copies them back)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    # eval() and train() set a flag on every module, ~0.5 ms for small nets: skip them when nothing is in training
-    # mode (the app embeds one or two images a request).
-    switch_mode = any(module.training for module in model.modules())
-    if switch_mode:
-        model.eval()
-    chunks = []
-    with torch.inference_mode(), autocast_context(device, precision):
-        for start in range(0, images.shape[0], batch_size):
-            batch = to_float(images[start : start + batch_size].to(device), preprocessing)  # (b, C, H, W)
-            output = model(batch).float()  # (b, D)
-            chunks.append(output if on_device else output.cpu())
-    if switch_mode:
-        model.train(was_training)
-    if not chunks:
-        return torch.zeros(0, getattr(model, "embedding_dim", 0), device=device if on_device else "cpu")
-    return torch.cat(chunks)  # (N, D)
 
 
 def _neighbour_order(queries: torch.Tensor, references: torch.Tensor, count: int, block: int = 1024):
@@ -160,7 +129,6 @@ def retrieval_metrics(
     model: nn.Module,
     train: ImageSet,
     test: ImageSet,
-    preprocessing: dict,
     k: int = 5,
     precision: str = "fp32",
 ) -> dict:
@@ -170,6 +138,6 @@ def retrieval_metrics(
     """
     if train is test:
         raise ValueError("the test set must be held out: it is the training set itself")
-    reference = embed(model, train.images, preprocessing, precision=precision, on_device=True)  # (R, D)
-    queries = embed(model, test.images, preprocessing, precision=precision, on_device=True)  # (Q, D)
+    reference = model.encode(train.images, batch_size=1024, precision=precision, on_device=True)  # (R, D)
+    queries = model.encode(test.images, batch_size=1024, precision=precision, on_device=True)  # (Q, D)
     return neighbour_metrics(queries, test.labels, reference, train.labels, k=k)

@@ -112,7 +112,7 @@ PRESETS: dict[str, dict] = {
 # The best digits embeddings within ten CPU minutes: the fast recipe, trained five times longer.
 PRESETS["best"] = {**PRESETS["fast"], "epochs": 60}
 # Any image folder: the faces recipe, but the input size comes from the data (see
-# `siamese.folders.infer_image_size`) and no mirror images, since a mirrored glyph or logo can be
+# `siamese.data.folders.infer_image_size`) and no mirror images, since a mirrored glyph or logo can be
 # another class.
 PRESETS["folder"] = {key: value for key, value in PRESETS["faces"].items() if key != "image_size"}
 PRESETS["folder"]["horizontal_flip"] = False
@@ -138,7 +138,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     skip_unreadable: bool = False
     # Folders: "auto" streams from a decoded-image cache on disk when the decoded images would be
-    # large (see siamese.training.should_stream), "always" or "never" force the choice.
+    # large (see siamese.training.loop.should_stream), "always" or "never" force the choice.
     stream: str = "auto"
     cache_dir: str | None = None
     image_size: list[int] | None = None
@@ -204,7 +204,7 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     values = {**PRESETS[preset], **given, "preset": preset}
     if given.get("backbone"):
-        from siamese.backbones import parse_backbone
+        from siamese.modeling.backbones import parse_backbone
 
         parse_backbone(given["backbone"])  # a clear error for a malformed name
         # A timm backbone replaces the preset's network; its weights expect colour input.

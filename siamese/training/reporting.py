@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from siamese.config import TrainConfig
-from siamese.training import CHECKPOINT_NAME, TrainResult
+from siamese.training.config import TrainConfig
+from siamese.training.loop import CHECKPOINT_NAME, TrainResult
 
 TASKS = {"mnist": "digits", "digits": "digits", "att_faces": "faces", "folder": "folder"}
 
@@ -36,7 +36,7 @@ def run_metrics(result: TrainResult, config: TrainConfig, description: dict, com
 
 def save_run(result: TrainResult, config: TrainConfig, description: dict, command: str, device: str) -> Path:
     """Write the complete model folder to `config.out`; the checkpoint goes once the folder is in place."""
-    from siamese.hub import save_model
+    from siamese.modeling.pretrained import save_model
 
     result.model.training_info = {**result.model.training_info, "command": command}
     metrics = run_metrics(result, config, description, command, device)
