@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # dlib_reference besid
 import torch  # noqa: E402
 
 from siamese.training.config import build_config  # noqa: E402
-from siamese.training.loop import load_splits, train  # noqa: E402
+from siamese.training.datasets import load_splits  # noqa: E402
+from siamese.training.loop import train  # noqa: E402
 
 # Our default recipe without part embeddings: one 64-d embedding of the whole face.
 WITHOUT_PARTS = {"parts": 0, "embedding_dim": 64}

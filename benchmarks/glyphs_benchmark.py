@@ -30,7 +30,8 @@ from siamese.data.folders import class_group  # noqa: E402
 from siamese.data.glyphs import write_glyphs  # noqa: E402
 from siamese.evaluation.verification import one_shot_accuracy  # noqa: E402
 from siamese.training.config import build_config  # noqa: E402
-from siamese.training.loop import load_splits, train  # noqa: E402
+from siamese.training.datasets import load_splits  # noqa: E402
+from siamese.training.loop import train  # noqa: E402
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from siamese.evaluation.retrieval import knn_accuracy  # noqa: E402
 from siamese.modeling.losses import ContrastiveLoss  # noqa: E402
 from siamese.modeling.network import EmbeddingNet  # noqa: E402
 from siamese.training.config import build_config  # noqa: E402
-from siamese.training.loop import steps_per_epoch, train  # noqa: E402
+from siamese.training.loop import train  # noqa: E402
+from siamese.training.samplers import steps_per_epoch  # noqa: E402
 
 
 def tutorial_loader(root: str, seed: int):

@@ -23,10 +23,10 @@ from benchmarks.gpu_benchmark import synthetic_digits  # noqa: E402
 from siamese.data.datasets import epoch_generator  # noqa: E402
 from siamese.runtime.precision import configure_backends, pick_device, pick_precision  # noqa: E402
 from siamese.training.config import build_config  # noqa: E402
-from siamese.training.loop import (  # noqa: E402
+from siamese.training.samplers import epoch_batches  # noqa: E402
+from siamese.training.steps import (  # noqa: E402
     augmentation_generator,
     build_training_parts,
-    epoch_batches,
     epoch_batches_on_device,
     prepare_batch,
     train_step,

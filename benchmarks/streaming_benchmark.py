@@ -35,7 +35,7 @@ from siamese.data.datasets import Splits, class_balanced_batches  # noqa: E402
 from siamese.data.folders import stream_image_folder  # noqa: E402
 from siamese.runtime.precision import configure_backends, pick_device, pick_precision  # noqa: E402
 from siamese.training.config import build_config  # noqa: E402
-from siamese.training.loop import (  # noqa: E402
+from siamese.training.steps import (  # noqa: E402
     augmentation_generator,
     build_training_parts,
     epoch_batches_on_device,

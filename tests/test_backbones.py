@@ -79,7 +79,8 @@ def test_pretrained_weights_come_from_the_hub_and_saved_models_reload_offline(tm
     code = f"""
 import json, sys, torch
 from siamese.training.config import build_config
-from siamese.training.loop import build_model, load_splits
+from siamese.training.steps import build_model
+from siamese.training.datasets import load_splits
 config = build_config({{"dataset": "folder", "data_root": {str(data)!r}, "backbone": "timm:hf-hub:org/tiny",
     "pretrained": True, "image_size": [48, 48], "test_classes": ["class_5"], "val_classes": ["class_4"]}})
 model = build_model(config, load_splits(config))

@@ -32,7 +32,7 @@ def test_one_gpu_training_step_is_finite_and_moves_the_weights(tmp_path, precisi
          "precision": precision, "device": "cuda", "progress": False, "eval_every": 0, "out": str(tmp_path / "m")}
     )  # fmt: skip
     torch.manual_seed(0)
-    from siamese.training.loop import build_model
+    from siamese.training.steps import build_model
 
     before = {name: value.clone() for name, value in build_model(config, toy_splits()).state_dict().items()}
     result = train(config, toy_splits(), final_evaluation=False)
@@ -56,10 +56,10 @@ def test_bf16_steps_never_wait_for_the_gpu(tmp_path, preset):
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     from siamese.data.datasets import epoch_generator
-    from siamese.training.loop import (
+    from siamese.training.samplers import epoch_batches
+    from siamese.training.steps import (
         augmentation_generator,
         build_training_parts,
-        epoch_batches,
         epoch_batches_on_device,
         prepare_batch,
         train_step,

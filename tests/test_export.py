@@ -9,8 +9,9 @@ import onnxruntime
 import pytest
 import torch
 
+from siamese.modeling.architectures import stripe_matrix
 from siamese.modeling.export import export_onnx, export_program
-from siamese.modeling.network import EmbeddingNet, stripe_matrix
+from siamese.modeling.network import EmbeddingNet
 from siamese.modeling.pretrained import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

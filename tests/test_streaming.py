@@ -9,9 +9,10 @@ from PIL import Image
 
 from siamese.data.cache import MappedImages
 from siamese.data.folders import DataError, load_folder_splits, load_image_folder, stream_image_folder
-from siamese.training import loop as training
+from siamese.training import datasets as training_datasets
 from siamese.training.config import build_config
-from siamese.training.loop import load_splits, should_stream, train
+from siamese.training.datasets import load_splits, should_stream
+from siamese.training.loop import train
 
 PREPROCESSING = {"kind": "folder", "grayscale": False, "size": [16, 16], "mean": 0.5, "std": 0.5}
 
@@ -71,9 +72,9 @@ def test_auto_streams_only_folders_too_large_for_memory(tmp_path, monkeypatch):
     data = write_folder(tmp_path / "data")  # 48 images of 3 x 16 x 16 = 36,864 bytes decoded
     config = build_config({"dataset": "folder", "data_root": str(data), "stream": "auto"})
     assert not should_stream(config, PREPROCESSING)
-    monkeypatch.setattr(training, "STREAM_ABOVE_BYTES", 36_863)
+    monkeypatch.setattr(training_datasets, "STREAM_ABOVE_BYTES", 36_863)
     assert should_stream(config, PREPROCESSING)
-    monkeypatch.setattr(training, "STREAM_ABOVE_BYTES", 36_864)
+    monkeypatch.setattr(training_datasets, "STREAM_ABOVE_BYTES", 36_864)
     assert not should_stream(config, PREPROCESSING)
     assert should_stream(build_config({"dataset": "folder", "data_root": str(data), "stream": "always"}), PREPROCESSING)
     with pytest.raises(ValueError, match="stream must be one of"):

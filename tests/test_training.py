@@ -7,8 +7,9 @@ import torch
 
 from siamese.data.datasets import DIGITS_PREPROCESSING, ImageSet, Splits, class_balanced_batches
 from siamese.modeling.losses import ContrastiveLoss
+from siamese.training.checkpoint import CHECKPOINT_NAME
 from siamese.training.config import build_config
-from siamese.training.loop import CHECKPOINT_NAME, train
+from siamese.training.loop import train
 
 
 def tiny_splits(per_class: int = 16, classes: int = 4) -> Splits:

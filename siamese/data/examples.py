@@ -10,6 +10,7 @@ neither works there are no face examples and the app says so.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from siamese.data.datasets import load_offline_digits
 
 MNIST_ROOT_ENV = "SIAMESE_MNIST_ROOT"
 FACES_ROOT_ENV = "SIAMESE_FACES_ROOT"
@@ -48,8 +52,6 @@ class ExampleSet:
 
 
 def _stable_id(text: str) -> str:
-    import hashlib
-
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -79,6 +81,7 @@ def load_digits(mnist_root: str | None = None) -> ExampleSet:
     root = mnist_root or os.environ.get(MNIST_ROOT_ENV)
     if root and (Path(root) / "MNIST" / "raw").is_dir():
         try:
+            # Start-up time: torchvision takes seconds to import, and only MNIST examples need it.
             from torchvision.datasets import MNIST
 
             dataset = MNIST(str(root), train=False, download=False)
@@ -86,8 +89,6 @@ def load_digits(mnist_root: str | None = None) -> ExampleSet:
             return ExampleSet("digits", images, dataset.targets.long(), _digit_names(), f"MNIST test set at {root}")
         except (RuntimeError, OSError, ValueError):
             pass  # an incomplete root: fall back to the digits that need no files
-    from siamese.data.datasets import load_offline_digits
-
     splits = load_offline_digits()
     images = torch.cat([splits.train.images, splits.test.images])  # (5000, 1, 28, 28)
     labels = torch.cat([splits.train.labels, splits.test.labels])  # (5000,)
@@ -110,6 +111,7 @@ def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleS
         if faces is not None:
             return faces
     try:
+        # Optional dependency: scikit-learn comes with the app extra.
         from sklearn.datasets import fetch_olivetti_faces
 
         bunch = fetch_olivetti_faces(data_home=str(cache_dir() / "scikit_learn_data"), download_if_missing=download)
@@ -124,8 +126,6 @@ def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleS
 
 def _load_face_folder(root: Path) -> ExampleSet | None:
     """One grey image per file, one sub-folder per person (AT&T layout: s1/1.pgm ...); all resized to the first."""
-    from PIL import Image
-
     folders = sorted((folder for folder in root.iterdir() if folder.is_dir()), key=_natural_key)
     images, labels, names = [], [], []
     size = None
@@ -208,8 +208,6 @@ _EXAMPLE_KINDS: dict[str, str] = {}
 
 def write_images(examples: ExampleSet, indices: list[int], names: list[str], folder: str) -> list[str]:
     """Write examples[indices] as PNG files named `names` under the cache (once); returns their paths."""
-    from PIL import Image
-
     target = cache_dir() / "examples" / examples.slug / folder
     target.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -226,8 +224,6 @@ def write_images(examples: ExampleSet, indices: list[int], names: list[str], fol
 
 
 def _digest(path: str | Path) -> str:
-    import hashlib
-
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 

@@ -15,7 +15,9 @@ import warnings
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from siamese.data.cache import MappedImages, build_cache
 from siamese.data.datasets import ImageSet, Splits
 from siamese.data.images import ImageError, prepare_image
 
@@ -86,8 +88,6 @@ def infer_image_size(paths: list[Path], max_side: int = 64, sample: int = 200, s
 
     Only image headers are read, for a seeded sample of up to `sample` files.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if not paths:
         raise DataError("no image files to size the input from")
     generator = torch.Generator().manual_seed(seed)
@@ -189,8 +189,6 @@ def stream_image_folder(
 ) -> ImageSet:
     """The same images as `load_image_folder`, in the same order, but decoded once into a uint8 cache
     on disk (`siamese.data.cache`) and read from it as needed; an unchanged folder reuses its cache at once."""
-    from siamese.data.cache import MappedImages, build_cache
-
     root = Path(root)
     listed, listed_labels, names = list_image_folder(root, class_depth, skip_unreadable)
     if not listed:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # group -> (first code point, last code point), inclusive; every one drawn by DejaVu Sans.
 GROUPS = {
@@ -33,6 +34,7 @@ IMAGE_SIDE = 64
 
 def font_files() -> list[Path]:
     """The DejaVu fonts matplotlib ships (Sans, Serif, Mono; regular, bold, oblique)."""
+    # Start-up time: matplotlib is needed only to find its bundled fonts.
     import matplotlib
 
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -53,8 +55,6 @@ def _drawable(code_point: int, font) -> bool:
 
 def glyph_classes(size: int = 40) -> dict[str, list[int]]:
     """group -> the code points every font draws (so no class mixes real glyphs and placeholder boxes)."""
-    from PIL import ImageFont
-
     fonts = [ImageFont.truetype(str(path), size) for path in font_files()]
     return {
         group: [point for point in range(first, last + 1) if all(_drawable(point, font) for font in fonts)]
@@ -64,8 +64,6 @@ def glyph_classes(size: int = 40) -> dict[str, list[int]]:
 
 def render_sample(code_point: int, rng: np.random.Generator, fonts: list[Path]) -> np.ndarray:
     """One 64x64 uint8 image of the character, dark ink on light paper, randomly styled."""
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
     size = int(rng.integers(30, 46))
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), size)
     canvas = Image.new("L", (IMAGE_SIDE * 2, IMAGE_SIDE * 2), 0)
@@ -91,8 +89,6 @@ def render_sample(code_point: int, rng: np.random.Generator, fonts: list[Path]) 
 
 def write_glyphs(out: str | Path, samples_per_class: int = 20, seed: int = 0) -> dict[str, int]:
     """Write OUT/<group>/U+XXXX/NN.png; returns group -> class count. Classes are named by code point."""
-    from PIL import Image
-
     out = Path(out)
     fonts = font_files()
     counts = {}

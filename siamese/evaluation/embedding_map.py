@@ -72,6 +72,7 @@ def compute_map(
     500 iterations and a Barnes-Hut angle of 0.7 (scikit-learn: 1000 and 0.5) keep a 2,000-point
     map within a few seconds on a small CPU; the clusters of a trained model are settled by then.
     """
+    # Optional dependency: scikit-learn and plotly come with the app extra, and the map needs them alone.
     from sklearn.manifold import TSNE
 
     count = embeddings.shape[0]
@@ -151,6 +152,7 @@ WEBGL_POINTS = 2000
 
 def class_colours(count: int) -> list[str]:
     """`count` distinct colours: plotly's 26-colour Alphabet, then Dark24, then Light24, then repeats."""
+    # Optional dependency: scikit-learn and plotly come with the app extra, and the map needs them alone.
     from plotly.express import colors
 
     palette = colors.qualitative.Alphabet + colors.qualitative.Dark24 + colors.qualitative.Light24
@@ -168,6 +170,7 @@ def map_figure(
 
     Maps of more than `WEBGL_POINTS` points draw with WebGL.
     """
+    # Optional dependency: scikit-learn and plotly come with the app extra, and the map needs them alone.
     import plotly.graph_objects as go
 
     figure = go.Figure()

@@ -1,0 +1,1 @@
+"""Publishing: a saved model folder or the demo Space, uploaded to the Hugging Face Hub."""

@@ -10,7 +10,7 @@ import os
 import shlex
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, RepoCard
 
 from siamese.hub.push import PushError, push_failure_reason
 from siamese.modeling.files import PICKLE_SUFFIXES
@@ -46,8 +46,6 @@ def retry_command(folder: str | os.PathLike, repo_id: str) -> str:
 
 def check_space_folder(folder: str | os.PathLike) -> None:
     """Raise PushError unless `folder` holds the app, its requirements and a README with Gradio Space metadata."""
-    from huggingface_hub import RepoCard
-
     folder = Path(folder)
     if not folder.is_dir():
         raise PushError(f"Nothing was uploaded: {folder} is not a folder.")

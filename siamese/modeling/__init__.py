@@ -1,0 +1,1 @@
+"""Networks and their files: architectures, losses, the typed config, encode, strict load and atomic save."""

@@ -25,6 +25,7 @@ def resolve_architecture(source: str) -> str:
     """The timm architecture behind `source`: itself, or what an `hf-hub:` repo's config names."""
     if not source.startswith("hf-hub:"):
         return source
+    # Optional dependency: timm (the timm extra) is needed only for --backbone timm:<name>.
     from timm.models import load_model_config_from_hf
 
     _pretrained_config, architecture, _model_args = load_model_config_from_hf(source[len("hf-hub:") :])
@@ -37,6 +38,7 @@ def create_backbone(architecture: str, in_channels: int, pretrained_source: str 
     With `pretrained_source` (an architecture name or `hf-hub:` id) its pretrained weights are loaded.
     """
     try:
+        # Optional dependency: timm (the timm extra) is needed only for --backbone timm:<name>.
         import timm
     except ImportError as error:
         raise ImportError("timm backbones need the timm package: pip install timm") from error
@@ -49,9 +51,11 @@ def create_backbone(architecture: str, in_channels: int, pretrained_source: str 
 
 def data_config(source: str) -> dict:
     """Input size (height, width), mean and std that the backbone's weights expect, from timm's data config."""
+    # Optional dependency: timm (the timm extra) is needed only for --backbone timm:<name>.
     import timm
 
     if source.startswith("hf-hub:"):
+        # Optional dependency: timm (the timm extra) is needed only for --backbone timm:<name>.
         from timm.models import load_model_config_from_hf
 
         pretrained_config, _architecture, _model_args = load_model_config_from_hf(source[len("hf-hub:") :])

@@ -117,6 +117,11 @@ class Calibration:
         return {key: value for key, value in asdict(self).items() if value is not None}
 
 
+def parts_supported(architecture: str, pooling: str, normalize: bool) -> bool:
+    """Part embeddings (the whole feature map plus horizontal stripes, each unit length) exist only here."""
+    return architecture == "convnet" and pooling == "avg" and normalize
+
+
 # The network's own fields; every one is an argument of `EmbeddingNet` (a test keeps the two in step).
 NETWORK_FIELDS = (
     "architecture",

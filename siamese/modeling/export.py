@@ -18,6 +18,7 @@ def _example_input(model, batch: int = 2) -> torch.Tensor:
 
 def export_onnx(model, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write `model` as ONNX with a dynamic batch axis (input "images", output "embeddings"), checked by onnx."""
+    # Optional dependency: onnx comes with the export extra.
     import onnx
 
     path = Path(path)

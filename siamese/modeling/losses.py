@@ -12,6 +12,7 @@ import functools
 import torch
 from torch import nn
 
+from siamese._registry import Registry
 from siamese.distances import paired_distances, pairwise_distances, squared_pairwise_distances
 
 
@@ -192,7 +193,7 @@ class CosFaceLoss(nn.Module):
 class PartsLoss(nn.Module):
     """Applies one loss to each equal chunk of a part-based embedding and averages them.
 
-    The chunks of `siamese.modeling.network.PartsNeck` are each scaled to unit length here, so every part
+    The chunks of `siamese.modeling.architectures.PartsNeck` are each scaled to unit length here, so every part
     loss sees embeddings shaped as it would from a single-part network.
     """
 
@@ -212,7 +213,29 @@ class PartsLoss(nn.Module):
         return sum(loss(chunks[:, index], labels) for index, loss in enumerate(self.part_losses)) / count
 
 
-LOSSES = ("contrastive", "triplet", "pair", "cosface")
+LOSSES: Registry = Registry("loss")
+
+
+@LOSSES.register("contrastive", "all pairs of a batch, the MNIST tutorial's loss")
+def _contrastive(margin: float, **_) -> nn.Module:
+    return ContrastiveLoss(margin=margin)
+
+
+@LOSSES.register("triplet", "batch-hard triplets")
+def _triplet(margin: float, **_) -> nn.Module:
+    return TripletLoss(margin=margin)
+
+
+@LOSSES.register("pair", "the faces article's pairwise loss on (a, b) pairs")
+def _pair(margin: float, **_) -> nn.Module:
+    return PairwiseFromBatch(margin=margin)
+
+
+@LOSSES.register("cosface", "large-margin cosine loss over learned class proxies")
+def _cosface(margin: float, embedding_dim: int | None, class_count: int | None, **_) -> nn.Module:
+    if embedding_dim is None or class_count is None:
+        raise ValueError("the cosface loss needs embedding_dim and class_count")
+    return CosFaceLoss(embedding_dim, class_count, margin=margin)
 
 
 def build_loss(
@@ -227,19 +250,10 @@ def build_loss(
     `embedding_dim` and `class_count` are for losses that learn per-class parameters. With
     `parts` > 0 the embedding holds parts + 1 chunks (see `PartsNeck`), each with its own loss.
     """
+    make = LOSSES.get(name)
     if parts:
         if embedding_dim is None or embedding_dim % (parts + 1):
             raise ValueError(f"embedding_dim {embedding_dim} must divide into parts + 1 = {parts + 1} chunks")
         chunk = embedding_dim // (parts + 1)
-        return PartsLoss([build_loss(name, margin, chunk, class_count) for _ in range(parts + 1)])
-    if name == "contrastive":
-        return ContrastiveLoss(margin=margin)
-    if name == "triplet":
-        return TripletLoss(margin=margin)
-    if name == "pair":
-        return PairwiseFromBatch(margin=margin)
-    if name == "cosface":
-        if embedding_dim is None or class_count is None:
-            raise ValueError("the cosface loss needs embedding_dim and class_count")
-        return CosFaceLoss(embedding_dim, class_count, margin=margin)
-    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+        return PartsLoss([make(margin=margin, embedding_dim=chunk, class_count=class_count) for _ in range(parts + 1)])
+    return make(margin=margin, embedding_dim=embedding_dim, class_count=class_count)

@@ -1,0 +1,1 @@
+"""Where training runs: device and precision choice, torchrun processes."""

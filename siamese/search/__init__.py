@@ -1,0 +1,1 @@
+"""Galleries: labelled embeddings, ranked matches, and the saved index that searches millions."""

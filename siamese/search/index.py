@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 
 FORMAT = "siamese-gallery"
 FORMAT_VERSION = "1"
@@ -122,6 +124,7 @@ class GalleryIndex:
 
     def _build_faiss(self):
         try:
+            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
             import faiss
         except ImportError as error:
             raise ImportError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from error
@@ -153,8 +156,6 @@ class GalleryIndex:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the gallery to one safetensors file, atomically (a temporary file, then a rename)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
@@ -163,6 +164,7 @@ class GalleryIndex:
             "paths": _json_bytes(self.paths),
         }
         if self._faiss is not None:
+            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
             import faiss
 
             tensors["faiss_index"] = torch.from_numpy(faiss.serialize_index(self._faiss).copy())
@@ -186,9 +188,6 @@ class GalleryIndex:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> GalleryIndex:
         """Read a gallery file; a clear `GalleryFileError` for a missing, damaged or foreign file."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
-
         path = Path(path)
         if not path.is_file():
             raise GalleryFileError(f"{path}: no such gallery file")
@@ -218,6 +217,7 @@ class GalleryIndex:
         index.backend = metadata.get("backend", "exact")
         index._faiss = None
         if index.backend == "faiss":
+            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
             import faiss
 
             if "faiss_index" in tensors:

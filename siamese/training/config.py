@@ -1,4 +1,4 @@
-"""The one training configuration: a dataclass, named presets, and the data sets they apply to.
+"""The one training configuration: a dataclass and named presets.
 
 A preset fills in a coherent recipe (architecture, loss, sampler, schedule, augmentation);
 any field given explicitly (a command-line flag) overrides it. The final config is saved with
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-DATASETS = ("mnist", "digits", "att_faces", "folder")
+from siamese.modeling.backbones import parse_backbone
+from siamese.modeling.config import parts_supported
+from siamese.training.datasets import DATASETS
 
 # Each preset sets only the fields it cares about; the rest keep the dataclass defaults.
 PRESETS: dict[str, dict] = {
@@ -118,7 +120,6 @@ PRESETS["folder"] = {key: value for key, value in PRESETS["faces"].items() if ke
 PRESETS["folder"]["horizontal_flip"] = False
 
 STREAM_CHOICES = ("auto", "always", "never")
-DEFAULT_PRESET = {"mnist": "mnist", "digits": "mnist", "att_faces": "faces", "folder": "folder"}
 
 
 @dataclass
@@ -138,7 +139,7 @@ class TrainConfig:
     val_fraction: float = 0.15
     skip_unreadable: bool = False
     # Folders: "auto" streams from a decoded-image cache on disk when the decoded images would be
-    # large (see siamese.training.loop.should_stream), "always" or "never" force the choice.
+    # large (see siamese.training.datasets.should_stream), "always" or "never" force the choice.
     stream: str = "auto"
     cache_dir: str | None = None
     image_size: list[int] | None = None
@@ -195,17 +196,14 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown config fields: {sorted(unknown)}")
     dataset = given.get("dataset", TrainConfig.dataset)
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    spec = DATASETS.get(dataset)
     if given.get("stream", "auto") not in STREAM_CHOICES:
         raise ValueError(f"stream must be one of {STREAM_CHOICES}, got {given['stream']!r}")
-    preset = given.get("preset") or DEFAULT_PRESET[dataset]
+    preset = given.get("preset") or spec.default_preset
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     values = {**PRESETS[preset], **given, "preset": preset}
     if given.get("backbone"):
-        from siamese.modeling.backbones import parse_backbone
-
         parse_backbone(given["backbone"])  # a clear error for a malformed name
         # A timm backbone replaces the preset's network; its weights expect colour input.
         values.update(architecture="timm", parts=0, pooling="avg", normalize=True)
@@ -216,7 +214,7 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
     config = TrainConfig(**values)
     if config.parts < 0:
         raise ValueError(f"--parts must be 0 (one whole-image embedding) or more, got {config.parts}")
-    if config.parts and (config.architecture != "convnet" or config.pooling != "avg" or not config.normalize):
+    if config.parts and not parts_supported(config.architecture, config.pooling, config.normalize):
         raise ValueError(
             f"--parts {config.parts} (part embeddings) needs --architecture convnet, --pooling avg and --normalize "
             f"true, got {config.architecture}, {config.pooling} and {config.normalize}; add --parts 0 for one "

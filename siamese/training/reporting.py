@@ -6,10 +6,11 @@ import json
 import os
 from pathlib import Path
 
+from siamese.modeling.pretrained import save_model
+from siamese.training.checkpoint import CHECKPOINT_NAME
 from siamese.training.config import TrainConfig
-from siamese.training.loop import CHECKPOINT_NAME, TrainResult
-
-TASKS = {"mnist": "digits", "digits": "digits", "att_faces": "faces", "folder": "folder"}
+from siamese.training.datasets import DATASETS
+from siamese.training.loop import TrainResult
 
 
 def run_metrics(result: TrainResult, config: TrainConfig, description: dict, command: str, device: str) -> dict:
@@ -17,7 +18,7 @@ def run_metrics(result: TrainResult, config: TrainConfig, description: dict, com
     test = {key: value for key, value in result.metrics.items() if key != "distance_histogram"}
     calibration = {key: value for key, value in result.model.calibration.items() if key != "distance_histogram"}
     return {
-        "task": TASKS[config.dataset],
+        "task": DATASETS.get(config.dataset).task,
         "dataset": description,
         "test": test,
         "distance_histogram": result.metrics.get("distance_histogram"),
@@ -36,8 +37,6 @@ def run_metrics(result: TrainResult, config: TrainConfig, description: dict, com
 
 def save_run(result: TrainResult, config: TrainConfig, description: dict, command: str, device: str) -> Path:
     """Write the complete model folder to `config.out`; the checkpoint goes once the folder is in place."""
-    from siamese.modeling.pretrained import save_model
-
     result.model.training_info = {**result.model.training_info, "command": command}
     metrics = run_metrics(result, config, description, command, device)
     out = Path(config.out)
@@ -56,10 +55,11 @@ def write_history(history: list[dict], folder: Path) -> None:
     os.replace(temporary, folder / "history.json")
     if not history:
         return
+    # Start-up time: matplotlib loads only when a history is plotted.
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
-    from matplotlib import pyplot
+    from matplotlib import pyplot  # after matplotlib.use: the backend is chosen before pyplot loads
 
     epochs = [record["epoch"] for record in history]
     figure, (loss_axis, metric_axis) = pyplot.subplots(1, 2, figsize=(10, 3.6))
