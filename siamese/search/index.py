@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
 
 FORMAT = "siamese-gallery"
 FORMAT_VERSION = "1"
@@ -122,7 +124,7 @@ class GalleryIndex:
 
     def _build_faiss(self):
         try:
-            import faiss
+            import faiss  # optional dependency: faiss-cpu, for galleries over EXACT_LIMIT
         except ImportError as error:
             raise ImportError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from error
         vectors = np.ascontiguousarray(self.embeddings.cpu().numpy())  # (N, D) float32
@@ -153,8 +155,6 @@ class GalleryIndex:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the gallery to one safetensors file, atomically (a temporary file, then a rename)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
@@ -163,7 +163,7 @@ class GalleryIndex:
             "paths": _json_bytes(self.paths),
         }
         if self._faiss is not None:
-            import faiss
+            import faiss  # optional dependency: only a FAISS-backed gallery gets here
 
             tensors["faiss_index"] = torch.from_numpy(faiss.serialize_index(self._faiss).copy())
         metadata = {
@@ -186,9 +186,6 @@ class GalleryIndex:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> GalleryIndex:
         """Read a gallery file; a clear `GalleryFileError` for a missing, damaged or foreign file."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
-
         path = Path(path)
         if not path.is_file():
             raise GalleryFileError(f"{path}: no such gallery file")
@@ -218,7 +215,7 @@ class GalleryIndex:
         index.backend = metadata.get("backend", "exact")
         index._faiss = None
         if index.backend == "faiss":
-            import faiss
+            import faiss  # optional dependency: only a FAISS gallery file gets here
 
             if "faiss_index" in tensors:
                 index._faiss = faiss.deserialize_index(tensors["faiss_index"].numpy())
