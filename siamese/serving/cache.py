@@ -17,7 +17,8 @@ def image_digest(image: torch.Tensor) -> bytes:
 
 
 class EmbeddingCache:
-    """The most recently used embeddings, keyed by (model name, image content); safe across request threads."""
+    """The most recently embedded images' embeddings, keyed by (model name, image content); safe across request
+    threads."""
 
     def __init__(self, capacity: int = EMBEDDING_CACHE_SIZE):
         self.capacity = capacity
