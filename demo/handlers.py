@@ -31,7 +31,15 @@ from siamese.data.uploads import UploadError
 from siamese.evaluation.embedding_map import map_figure
 from siamese.modeling.files import ModelLoadError
 from siamese.search.index import GalleryFileError
-from siamese.serving import GalleryState, ModelSpec, ServingError, SimilarityService, open_usable_image, thumbnail
+from siamese.serving import (
+    ExampleSources,
+    GalleryState,
+    ModelSpec,
+    ServingError,
+    SimilarityService,
+    open_usable_image,
+    thumbnail,
+)
 
 # The library's exceptions whose message is meant for the user.
 USER_ERRORS = (ServingError, ImageError, UploadError, GalleryFileError, ModelLoadError)
@@ -74,9 +82,8 @@ class SimilarityApp:
         download_faces: bool = False,
         missing: dict[str, Path] | None = None,
     ):
-        self.service = SimilarityService(
-            specs, mnist_root, faces_root, download_faces, missing, notices=PageNotices(), picture=thumbnail_file
-        )
+        sources = ExampleSources(mnist_root, faces_root, download_faces)
+        self.service = SimilarityService(specs, sources, missing, notices=PageNotices(), picture=thumbnail_file)
         self.registry = self.service.registry
 
     # ----- model picker -----

@@ -14,6 +14,7 @@ from siamese.data.uploads import UploadError
 from siamese.evaluation.calibration import stored_gallery_threshold
 from siamese.serving import (
     MAX_GALLERY_IMAGES,
+    CollectedNotices,
     EmbeddingCache,
     GalleryError,
     GalleryImages,
@@ -24,17 +25,6 @@ from siamese.serving import (
 )
 
 PREPROCESSING = {"kind": "folder", "grayscale": True, "size": [16, 16]}
-
-
-class RecordedNotices:
-    def __init__(self):
-        self.infos, self.warnings = [], []
-
-    def info(self, message: str) -> None:
-        self.infos.append(message)
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 class CountingModel:
@@ -98,7 +88,7 @@ def test_duplicates_are_dropped_conflicts_kept_and_unusable_files_skipped(tmp_pa
         ["x", "x", "y", "z", "w"],
         ["a.png", "a-again.png", "a-as-y.png", "b.png", "bad.png"],
     )
-    notices = RecordedNotices()
+    notices = CollectedNotices()
     kept = GalleryImages.sort(uploads, PREPROCESSING, notices, picture=lambda image: image.size)
     assert kept.uploads.names == ["a.png", "a-as-y.png", "b.png"]
     assert kept.uploads.labels == ["x", "y", "z"] and kept.pictures == [(20, 20)] * 3
@@ -112,7 +102,7 @@ def test_duplicates_are_dropped_conflicts_kept_and_unusable_files_skipped(tmp_pa
 
 def test_a_gallery_of_unusable_files_is_refused_after_saying_which_were_skipped(tmp_path):
     (tmp_path / "bad.png").write_text("not an image")
-    notices = RecordedNotices()
+    notices = CollectedNotices()
     with pytest.raises(GalleryError, match="None of the uploaded files is a usable image"):
         GalleryImages.sort(LabelledUploads([str(tmp_path / "bad.png")], ["a"], ["bad.png"]), PREPROCESSING, notices)
     assert notices.warnings[0].startswith("Skipped 1 file(s)")

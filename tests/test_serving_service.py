@@ -16,6 +16,7 @@ from siamese.data import examples as example_data
 from siamese.data.images import ImageError
 from siamese.evaluation.calibration import nearest_reference_distances
 from siamese.serving import (
+    CollectedNotices,
     GalleryError,
     ImageSlot,
     ModelChoiceError,
@@ -27,17 +28,6 @@ from siamese.serving import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class RecordedNotices:
-    def __init__(self):
-        self.infos, self.warnings = [], []
-
-    def info(self, message: str) -> None:
-        self.infos.append(message)
-
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> SimilarityService:
     folder = tmp_path_factory.mktemp("models")
@@ -45,19 +35,17 @@ def service(tmp_path_factory) -> SimilarityService:
         ModelSpec("mnist", str(make_standin(folder / "mnist", "digits"))),
         ModelSpec("faces", str(make_standin(folder / "faces", "faces"))),
     ]
-    return SimilarityService(specs, notices=RecordedNotices())
+    return SimilarityService(specs, notices=CollectedNotices())
 
 
 @pytest.fixture(scope="module")
 def digit_files(tmp_path_factory) -> dict[int, str]:
-    digits = example_data.load_digits()
-    folder = tmp_path_factory.mktemp("digits")
-    paths = {}
+    """The first example digit of 0, 1 and 2 as `<digit>_1.png` (not the example files, which are domain-checked)."""
+    digits, folder = example_data.load_digits(), tmp_path_factory.mktemp("digits")
+    firsts = {int(label): position for position, label in reversed(list(enumerate(digits.labels.tolist())))}
     for digit in range(3):
-        index = int(np.nonzero(digits.labels.numpy() == digit)[0][0])
-        paths[digit] = str(folder / f"{digit}_1.png")
-        Image.fromarray(digits.images[index, 0].numpy()).save(paths[digit])
-    return paths
+        Image.fromarray(digits.images[firsts[digit], 0].numpy()).save(folder / f"{digit}_1.png")
+    return {digit: str(folder / f"{digit}_1.png") for digit in range(3)}
 
 
 def test_importing_the_serving_layer_imports_no_web_framework():

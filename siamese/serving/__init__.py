@@ -18,6 +18,7 @@ from siamese.serving.images import (
 )
 from siamese.serving.maps import MAX_MAP_IMAGES, DrawnMap, EmbeddingMaps
 from siamese.serving.messages import (
+    CollectedNotices,
     GalleryError,
     InputError,
     LoggedNotices,
@@ -27,16 +28,23 @@ from siamese.serving.messages import (
     ServingError,
 )
 from siamese.serving.models import ModelRegistry, ModelSpec, gallery_thresholds, pair_threshold
-from siamese.serving.references import OUT_OF_DISTRIBUTION_REFERENCES, OutOfDistributionCheck, ReferenceImages
+from siamese.serving.references import (
+    OUT_OF_DISTRIBUTION_REFERENCES,
+    ExampleSources,
+    OutOfDistributionCheck,
+    ReferenceImages,
+)
 from siamese.serving.service import GalleryAnswer, PairComparison, SimilarityService
 
 __all__ = [
     "MAX_GALLERY_IMAGES",
     "MAX_MAP_IMAGES",
     "OUT_OF_DISTRIBUTION_REFERENCES",
+    "CollectedNotices",
     "DrawnMap",
     "EmbeddingCache",
     "EmbeddingMaps",
+    "ExampleSources",
     "GalleryAnswer",
     "GalleryError",
     "GalleryImages",

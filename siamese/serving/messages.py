@@ -39,6 +39,20 @@ class Notices(Protocol):
     def warning(self, message: str) -> None: ...
 
 
+class CollectedNotices:
+    """Notices kept in lists, in order (tests, scripts that report them at the end)."""
+
+    def __init__(self):
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.infos.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
 class LoggedNotices:
     """Notices written to the `siamese.serving` log: the default away from a web page."""
 

@@ -30,23 +30,32 @@ def unseen_face_classes(models: Iterable) -> list[str] | None:
     return sorted(held_out) if held_out else None
 
 
-@dataclass
-class ReferenceImages:
-    """Where the example images come from: digits always, faces where they can be had (a folder, the cache, or a
-    download when `download_faces`), showing only people no model in `registry` trained on."""
+@dataclass(frozen=True)
+class ExampleSources:
+    """Where example images come from: MNIST and face folders (None: the defaults of siamese.data.examples), and
+    whether faces may be downloaded when not cached."""
 
-    registry: ModelRegistry
     mnist_root: str | None = None
     faces_root: str | None = None
     download_faces: bool = False
+
+
+@dataclass
+class ReferenceImages:
+    """The example images of each domain: digits always, faces where they can be had, showing only people no
+    model in `registry` trained on."""
+
+    registry: ModelRegistry
+    sources: ExampleSources = ExampleSources()
 
     def for_kind(self, kind: str, download: bool | None = None) -> example_data.ExampleSet | None:
         """The example set for a model kind ("digits", "faces"); None for other kinds and for faces that cannot be
         had."""
         if kind == "digits":
-            return example_data.load_digits(self.mnist_root)
+            return example_data.load_digits(self.sources.mnist_root)
         if kind == "faces":
-            faces = example_data.load_faces(self.faces_root, self.download_faces if download is None else download)
+            download = self.sources.download_faces if download is None else download
+            faces = example_data.load_faces(self.sources.faces_root, download)
             held_out = unseen_face_classes(self.registry.models.values())
             return None if faces is None else example_data.restrict_classes(faces, held_out)
         return None

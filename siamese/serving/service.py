@@ -31,7 +31,7 @@ from siamese.serving.images import ImageSlot, check_example_domain, model_kind, 
 from siamese.serving.maps import MAX_MAP_IMAGES, DrawnMap, EmbeddingMaps, no_progress
 from siamese.serving.messages import GalleryError, LoggedNotices, MapError, Notices
 from siamese.serving.models import ModelRegistry, ModelSpec, gallery_thresholds
-from siamese.serving.references import OutOfDistributionChecks, ReferenceImages
+from siamese.serving.references import ExampleSources, OutOfDistributionChecks, ReferenceImages
 
 
 @dataclass
@@ -59,6 +59,7 @@ class GalleryAnswer:
 class SimilarityService:
     """The models a server offers, their example images, and the caches their answers share across sessions.
 
+    `sources`: where example images come from; `missing`: bundled models not on disk (noted, not offered).
     `notices` hears what a request should tell the user besides its answer (skipped files, re-embedding);
     `picture` makes what is kept to show of each gallery image (by default a small array).
     """
@@ -66,16 +67,14 @@ class SimilarityService:
     def __init__(
         self,
         specs: list[ModelSpec],
-        mnist_root: str | None = None,
-        faces_root: str | None = None,
-        download_faces: bool = False,
+        sources: ExampleSources | None = None,
         missing: dict[str, Path] | None = None,
         notices: Notices | None = None,
         picture: Callable[[Image.Image], object] = thumbnail,
     ):
         self.registry = ModelRegistry(specs)
         self.registry.load_local(missing)
-        self.references = ReferenceImages(self.registry, mnist_root, faces_root, download_faces)
+        self.references = ReferenceImages(self.registry, sources or ExampleSources())
         self.checks = OutOfDistributionChecks(self.references)
         self.embeddings = EmbeddingCache()
         self.maps = EmbeddingMaps(capacity=8)
