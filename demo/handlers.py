@@ -19,6 +19,7 @@ from demo.plots import distance_plot
 from demo.render import (
     gallery_summary,
     map_note,
+    match_thumbnails,
     model_info_markdown,
     pair_markdown,
     ranking_markdown,
@@ -159,12 +160,9 @@ class SimilarityApp:
         query = image_slot(drawing, upload, "query", choice)
         with user_errors():
             answer = self.service.rank_query(model_name, state, query, top_k)
-        state, ranking = answer.state, answer.ranking
-        rows = ranking_rows(ranking, answer.threshold)  # a saved gallery's match names are its relative paths
-        matches = [] if state.index is not None else [
-            (state.thumbnails[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches
-        ]  # fmt: skip
-        return state, with_cautions(ranking_markdown(ranking), answer.cautions), rows, matches
+        text = with_cautions(ranking_markdown(answer.ranking), answer.cautions)
+        rows = ranking_rows(answer.ranking, answer.threshold)  # a saved gallery's match names are its relative paths
+        return answer.state, text, rows, match_thumbnails(answer.state, answer.ranking)
 
     # ----- tab 3: t-SNE map -----
 

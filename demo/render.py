@@ -99,6 +99,13 @@ def ranking_markdown(ranking: Ranking) -> str:
     return text
 
 
+def match_thumbnails(state: GalleryState, ranking: Ranking) -> list[tuple]:
+    """Each match's thumbnail with its label and distance; none for a saved gallery, which keeps no images."""
+    if state.index is not None:
+        return []
+    return [(state.thumbnails[match.index], f"{match.label} · d={match.distance:.3g}") for match in ranking.matches]
+
+
 def gallery_summary(state: GalleryState) -> str:
     """An embedded gallery's size and labels."""
     counts = state.gallery.label_counts()
