@@ -3,9 +3,8 @@
     python app.py                         # the bundled models in pretrained/, example data built in
     python app.py --model user/repo       # add a Hub model (repeatable; or SIAMESE_MODELS=a/b,c/d)
 
-The page lives in `demo/` (`demo.layout.build_demo`, one module per tab), its handlers in
-`demo.handlers.SimilarityApp`, and the rules behind the answers in `siamese.serving`. This file only wires
-them together and launches. Runs unchanged as a Hugging Face Space.
+The page is `demo/` (its handlers: `demo.handlers.SimilarityApp`), the rules behind its answers `siamese.serving`;
+this file wires them and launches. Runs unchanged as a Hugging Face Space.
 """
 
 from __future__ import annotations
