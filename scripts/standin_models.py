@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from siamese.data.datasets import DIGITS_PREPROCESSING
-from siamese.data.examples import balanced_indices, fit_to_model, load_digits, load_faces
+from siamese.data.examples import balanced_indices, load_digits, load_faces
 from siamese.evaluation.calibration import calibrate
 from siamese.modeling.network import EmbeddingNet
 
@@ -50,9 +50,10 @@ def make_standin(folder: str | Path, kind: str = "digits", seed: int = 0) -> Pat
     }
     untrained = EmbeddingNet(**arguments).eval()
     chosen = balanced_indices(examples.labels, 300, seed=seed)
-    images = fit_to_model(examples.images[chosen], preprocessing)  # (300, 1, H, W)
     # config.json records the constructor arguments, so the calibration goes in through a second build.
-    model = EmbeddingNet(**arguments, calibration=calibration_from(untrained, images, examples.labels[chosen]))
+    model = EmbeddingNet(
+        **arguments, calibration=calibration_from(untrained, examples.images[chosen], examples.labels[chosen])
+    )
     model.load_state_dict(untrained.state_dict())
 
     folder = Path(folder)

@@ -15,6 +15,20 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from tqdm.auto import tqdm
+
+from siamese.data.folders import IMAGE_SUFFIXES
+from siamese.data.images import ImageError, prepare_image
+from siamese.evaluation.calibration import stored_gallery_threshold
+from siamese.modeling.export import export_onnx, export_program
+from siamese.modeling.files import ModelLoadError
+from siamese.modeling.pretrained import load_model
+from siamese.search.gallery import label_from_filename, rank_in_index
+from siamese.search.index import GalleryIndex
+
 # Embeddings are saved to the partial file after every chunk of this many images, so a killed
 # run loses at most one chunk.
 CHUNK_IMAGES = 2048
@@ -26,6 +40,7 @@ class CommandError(RuntimeError):
 
 def train_main(argv: list[str] | None = None) -> int:
     """`siamese-train`: the same as `python train.py`."""
+    # On use: the other commands need none of the training code.
     from siamese.training.cli import main
 
     return main(argv)
@@ -33,9 +48,6 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def list_images(folder: str | Path) -> tuple[list[Path], list[str]]:
     """Image files under `folder` and their labels: the class sub-folder's name, else the file name's label."""
-    from siamese.data.folders import IMAGE_SUFFIXES
-    from siamese.search.gallery import label_from_filename
-
     root = Path(folder)
     if not root.is_dir():
         raise CommandError(f"{root} is not a folder")
@@ -67,13 +79,6 @@ def embed_folder(
     progress: bool = True,
 ):
     """Embed every image under `folder` into a gallery file at `out`; resumes a killed run. Returns the index."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from siamese.data.images import ImageError, prepare_image
-    from siamese.modeling.pretrained import load_model
-    from siamese.search.index import GalleryIndex
-
     paths, labels = list_images(folder)
     root = Path(folder)
     relative = [str(path.relative_to(root)) for path in paths]
@@ -121,9 +126,6 @@ def _read_partial(partial: Path, key: str):
     """Embeddings, paths and labels saved by an earlier run with the same key, and where it stopped."""
     if not partial.is_file():
         return [], [], [], 0
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
     try:
         with safe_open(str(partial), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -141,9 +143,6 @@ def _read_partial(partial: Path, key: str):
 
 
 def _write_partial(partial: Path, key: str, embeddings, paths, labels, next_index: int) -> None:
-    import torch
-    from safetensors.torch import save_file
-
     if not embeddings:
         return
     temporary = partial.with_name(partial.name + ".tmp")
@@ -156,10 +155,6 @@ def search_gallery(
     gallery_file: str | Path, queries: list[str], model_source: str | None = None, top_k: int = 5
 ) -> list[dict]:
     """Rank each query image against a gallery file; each result has the matches and the calibrated verdict."""
-    from siamese.modeling.pretrained import load_model
-    from siamese.search.gallery import rank_in_index
-    from siamese.search.index import GalleryIndex
-
     index = GalleryIndex.load(gallery_file)
     source = model_source or index.model_id
     if not source:
@@ -173,7 +168,7 @@ def search_gallery(
             index,
             model.encode(query)[0],
             top_k=max(top_k, 1),
-            threshold=calibration.get("gallery_threshold", calibration.get("threshold")),
+            threshold=stored_gallery_threshold(calibration),
             caution_margin=calibration.get("caution_margin"),
         )
         matches = [
@@ -185,8 +180,6 @@ def search_gallery(
 
 
 def export_model(model_source: str, onnx: str | None, program: str | None, revision: str | None = None) -> list[str]:
-    from siamese.modeling.export import export_onnx, export_program
-    from siamese.modeling.pretrained import load_model
 
     if not onnx and not program:
         raise CommandError("say what to write: --onnx FILE and/or --program FILE")
@@ -228,8 +221,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from siamese.data.images import ImageError
-    from siamese.modeling.files import ModelLoadError
 
     arguments = parse_arguments(argv)
     try:

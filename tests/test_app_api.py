@@ -17,6 +17,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
+from demo.media import PREVIEW_FOLDER  # noqa: E402
 from scripts.standin_models import make_standin  # noqa: E402
 from siamese.data import examples as example_data  # noqa: E402
 
@@ -80,11 +81,11 @@ def test_previews_are_served_from_where_they_were_written_not_copied(client, dig
         "mnist", None, handle(digit_paths[0]), None, handle(digit_paths[2]), api_name="/compare_pair"
     )
     served = Path(preview["path"])
-    assert served.parent == app.PREVIEW_FOLDER.resolve()
+    assert served.parent == PREVIEW_FOLDER.resolve()
     with urllib.request.urlopen(preview["url"], timeout=30) as response:
         assert response.read() == served.read_bytes()
     app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
-    registered = [path for path in _StaticFiles.all_paths if path == app.PREVIEW_FOLDER.resolve()]
+    registered = [path for path in _StaticFiles.all_paths if path == PREVIEW_FOLDER.resolve()]
     assert len(registered) == 1
 
 

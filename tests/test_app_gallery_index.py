@@ -12,6 +12,7 @@ from PIL import Image
 import app
 from siamese import cli
 from siamese.data import examples as example_data
+from siamese.serving import MAX_GALLERY_IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,7 @@ def test_a_saved_gallery_over_the_upload_cap_ranks_queries_with_the_calibrated_v
     gallery_file = tmp_path / "digits.safetensors"
     cli.embed_folder(digit_folder, str(ROOT / "pretrained" / "mnist"), gallery_file, progress=False)
     state, summary, preview = bundled_app.load_saved_gallery("mnist", str(gallery_file))
-    assert "**1,200** embeddings" in summary and len(state.index) == 1200 > app.MAX_GALLERY_IMAGES
+    assert "**1,200** embeddings" in summary and len(state.index) == 1200 > MAX_GALLERY_IMAGES
     query = next((digit_folder / "7").iterdir())
     _, verdict, rows, _ = bundled_app.rank_query("mnist", state, None, str(query), 5)
     assert rows[0][1] == "7" and rows[0][2] < 1e-2  # the query itself is in the gallery
@@ -70,9 +71,9 @@ def test_switching_models_re_embeds_only_images_that_model_has_not_embedded(bund
         Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(path)
         files.append(str(path))
     state, _, _ = bundled_app.build_gallery("faces", files)
-    assert bundled_app.last_embedded == 6
+    assert bundled_app.service.embeddings.last_embedded == 6
     query = files[0]
     bundled_app.rank_query("mnist", state, None, query, 3)  # switch: every image is new to this model
-    assert bundled_app.last_embedded == 6
+    assert bundled_app.service.embeddings.last_embedded == 6
     state, _, _ = bundled_app.build_gallery("faces", files)  # back: all six come from the cache
-    assert bundled_app.last_embedded == 0
+    assert bundled_app.service.embeddings.last_embedded == 0

@@ -13,7 +13,10 @@ import pytest
 from PIL import Image
 
 import app  # noqa: E402
+from demo.media import PREVIEW_IMAGES  # noqa: E402
+from demo.plots import distance_figure, distance_plot  # noqa: E402
 from siamese.data import examples as example_data  # noqa: E402
+from siamese.serving import gallery_thresholds, prepare_usable_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,12 @@ def digit_files(tmp_path_factory) -> dict[str, list[Path]]:
     return files
 
 
+def shown(preview_file: str) -> np.ndarray:
+    """A preview file's pixels, as the page shows them."""
+    with Image.open(preview_file) as image:
+        return np.asarray(image)
+
+
 def write_bomb(path: Path, width: int = 60_000, height: int = 60_000) -> Path:
     """A tiny PNG whose header claims a huge image (3.6 gigapixels): a decompression bomb."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
@@ -45,7 +54,8 @@ def write_bomb(path: Path, width: int = 60_000, height: int = 60_000) -> Path:
 
 def test_identical_images_are_the_same_with_distance_zero(similarity_app, digit_files):
     path = str(digit_files["1"][0])
-    verdict, result, figure, preview = similarity_app.compare_pair("mnist", None, path, None, path)
+    verdict, result, figure, preview_file = similarity_app.compare_pair("mnist", None, path, None, path)
+    preview = shown(preview_file)
     assert result["distance"] == pytest.approx(0.0, abs=1e-5)
     assert result["same"] is True and result["similarity"] == pytest.approx(1.0)
     assert verdict.startswith("## Same")
@@ -66,10 +76,10 @@ def test_cached_distance_plot_is_the_figure_plotly_builds(distance, threshold):
         "distance_histogram": {"edges": [0.0, 0.5, 1.0, 1.5], "genuine": [1.2, 0.6, 0.2], "impostor": [0.1, 0.5, 1.4]},
     }
     for _ in range(2):  # the second call reads the cache
-        plotted = json.loads(app.distance_plot(calibration, distance).plot)
-        assert plotted == json.loads(app.distance_figure(calibration, distance).to_json())
-    without_calibration = json.loads(app.distance_plot(None, distance).plot)
-    assert without_calibration == json.loads(app.distance_figure(None, distance).to_json())
+        plotted = json.loads(distance_plot(calibration, distance).plot)
+        assert plotted == json.loads(distance_figure(calibration, distance).to_json())
+    without_calibration = json.loads(distance_plot(None, distance).plot)
+    assert without_calibration == json.loads(distance_figure(None, distance).to_json())
 
 
 @pytest.mark.parametrize("threshold_scale", [0.5, 2.0])
@@ -90,7 +100,8 @@ def test_a_drawing_is_used_when_no_file_is_uploaded(similarity_app):
     canvas = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent, as the Sketchpad sends it
     canvas[60:220, 130:150] = (0, 0, 0, 255)  # a black vertical stroke: a "1"
     drawing = {"background": None, "layers": [], "composite": canvas}
-    _, result, _, preview = similarity_app.compare_pair("mnist", drawing, None, drawing, None)
+    _, result, _, preview_file = similarity_app.compare_pair("mnist", drawing, None, drawing, None)
+    preview = shown(preview_file)
     assert result["distance"] == pytest.approx(0.0, abs=1e-5)
     assert preview.max() > 0
 
@@ -174,13 +185,13 @@ def test_gallery_ranks_a_query_against_brute_force(similarity_app, digit_files):
     state, verdict, rows, matches = similarity_app.rank_query("mnist", state, None, query, 3)
     model = similarity_app.registry.get("mnist")
     embeddings = state.gallery.embeddings.numpy()
-    query_embedding = similarity_app.embed(model, similarity_app.prepare(model, query, "q").unsqueeze(0))[0].numpy()
+    query_embedding = model.encode(prepare_usable_image(query, model.preprocessing, "q").unsqueeze(0))[0].numpy()
     distances = np.linalg.norm(embeddings - query_embedding, axis=1)
     order = np.argsort(distances, kind="stable")[:3]
     assert [row[4] for row in rows] == [state.names[index] for index in order]
     np.testing.assert_allclose([row[2] for row in rows], distances[order].round(4), atol=2e-4)
     assert len(matches) == 3
-    threshold, _ = similarity_app.gallery_thresholds(model)  # the gallery's own "no match" distance
+    threshold, _ = gallery_thresholds(model)  # the gallery's own "no match" distance
     expected_head = "## No match" if distances[order[0]] > threshold else f"## {state.labels[order[0]]}"
     assert verdict.startswith(expected_head)
 
@@ -218,7 +229,7 @@ def test_bad_galleries_get_clear_errors_and_warnings(similarity_app, digit_files
 
 def test_a_1000_image_example_gallery_is_embedded_once(similarity_app, digit_files):
     state, summary, preview = similarity_app.load_example_gallery("mnist", "digits", 100)
-    assert len(state.gallery) == 1000 and len(preview) == app.PREVIEW_IMAGES
+    assert len(state.gallery) == 1000 and len(preview) == PREVIEW_IMAGES
     embeddings = state.gallery.embeddings
     returned, _, _, _ = similarity_app.rank_query("mnist", state, None, str(digit_files["2"][0]), 5)
     assert returned is state and returned.gallery.embeddings is embeddings
@@ -237,9 +248,10 @@ def test_map_places_user_images_and_is_cached(similarity_app, digit_files):
     figure, note = similarity_app.embedding_map("mnist", 200, 20, files)
     assert figure.data[-1].name == "your images" and len(figure.data[-1].x) == 2
     assert "inverse-distance-weighted" in note
-    computations = similarity_app.maps.computations
+    maps = similarity_app.service.maps.cache
+    computations = maps.computations
     _, note = similarity_app.embedding_map("mnist", 200, 20, None)
-    assert similarity_app.maps.computations == computations and "cache" in note
+    assert maps.computations == computations and "cache" in note
 
 
 def test_model_info_shows_data_and_threshold(similarity_app):

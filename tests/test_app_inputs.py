@@ -14,8 +14,12 @@ import torch
 from PIL import Image
 
 import app
+from demo.inputs import sketch_image
+from demo.media import side_by_side
 from siamese.data import examples as example_data
 from siamese.evaluation.calibration import nearest_reference_distances, out_of_distribution_limit
+from siamese.serving import OUT_OF_DISTRIBUTION_REFERENCES, prepare_usable_image
+from siamese.serving.images import THUMBNAIL_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,12 @@ def digit_paths(tmp_path_factory) -> dict[int, Path]:
     return paths
 
 
+def shown(preview_file: str) -> np.ndarray:
+    """A preview file's pixels, as the page shows them."""
+    with Image.open(preview_file) as image:
+        return np.asarray(image)
+
+
 def drawing_of_a_one() -> dict:
     canvas = np.zeros((280, 280, 4), dtype=np.uint8)  # transparent, as the Sketchpad sends it
     canvas[60:220, 130:150] = (0, 0, 0, 255)
@@ -40,16 +50,18 @@ def drawing_of_a_one() -> dict:
 def test_the_input_touched_last_is_the_one_compared(similarity_app, digit_paths):
     drawing, upload = drawing_of_a_one(), str(digit_paths[7])
     model = similarity_app.registry.get("mnist")
-    drawn = similarity_app.prepare(model, app._sketch_image(drawing), "drawing")
-    uploaded = similarity_app.prepare(model, upload, "upload")
+    drawn = prepare_usable_image(sketch_image(drawing), model.preprocessing, "drawing")
+    uploaded = prepare_usable_image(upload, model.preprocessing, "upload")
     assert not torch.equal(drawn, uploaded)
     # A drawn A against the same drawing as B: distance 0 only if the drawings, not the uploads, were used.
     _, result, _, preview = similarity_app.compare_pair("mnist", drawing, upload, drawing, upload, "drawing", "drawing")
+    preview = shown(preview)
     assert result["distance"] == pytest.approx(0.0, abs=1e-5)
-    expected = app._side_by_side([drawn, drawn])
+    expected = side_by_side([drawn, drawn])
     np.testing.assert_array_equal(preview, expected)
     _, result, _, preview = similarity_app.compare_pair("mnist", drawing, upload, drawing, upload, "upload", "drawing")
-    np.testing.assert_array_equal(preview, app._side_by_side([uploaded, drawn]))
+    preview = shown(preview)
+    np.testing.assert_array_equal(preview, side_by_side([uploaded, drawn]))
     # The chosen input is empty: a clear error, never a silent switch to the other input (an old example).
     with pytest.raises(gr.Error, match="Image A: the drawing is in use.*canvas is empty"):
         similarity_app.compare_pair("mnist", None, upload, drawing, None, "drawing", "drawing")
@@ -57,7 +69,8 @@ def test_the_input_touched_last_is_the_one_compared(similarity_app, digit_paths)
         similarity_app.compare_pair("mnist", drawing, upload, drawing, None, "drawing", "upload")
     # Nothing chosen yet (""/None, as the page starts): whichever input holds an image, the upload first.
     _, _, _, preview = similarity_app.compare_pair("mnist", None, upload, drawing, None, "", None)
-    np.testing.assert_array_equal(preview, app._side_by_side([uploaded, drawn]))
+    preview = shown(preview)
+    np.testing.assert_array_equal(preview, side_by_side([uploaded, drawn]))
 
 
 def test_choosing_an_input_says_which_one_is_used(similarity_app, digit_paths, tmp_path):
@@ -90,11 +103,11 @@ def test_examples_of_another_domain_are_refused(similarity_app):
 
 def test_an_input_far_from_the_examples_gets_the_calibrated_caution(similarity_app, digit_paths, tmp_path):
     model = similarity_app.registry.get("mnist")
-    check = similarity_app.out_of_distribution_check("mnist", model)
+    check = similarity_app.service.checks.get("mnist", model)
     # Recompute the rule independently: the same 500 examples, nearest-other distances, 99th percentile.
     examples = example_data.load_digits()
-    chosen = example_data.balanced_indices(examples.labels, app.OUT_OF_DISTRIBUTION_REFERENCES)
-    references = similarity_app.embed(model, example_data.fit_to_model(examples.images[chosen], model.preprocessing))
+    chosen = example_data.balanced_indices(examples.labels, OUT_OF_DISTRIBUTION_REFERENCES)
+    references = model.encode(examples.images[chosen])
     distances = np.linalg.norm(references.numpy()[:, None] - references.numpy()[None], axis=2)
     np.fill_diagonal(distances, np.inf)
     assert check.limit == pytest.approx(np.quantile(distances.min(axis=1), 0.99), rel=1e-5)
@@ -105,7 +118,7 @@ def test_an_input_far_from_the_examples_gets_the_calibrated_caution(similarity_a
     text, result, _, _ = similarity_app.compare_pair("mnist", None, str(board), None, str(digit_paths[1]))
     embeddings = torch.stack(
         [
-            similarity_app.embed(model, similarity_app.prepare(model, path, "x").unsqueeze(0))[0]
+            model.encode(prepare_usable_image(path, model.preprocessing, "x").unsqueeze(0))[0]
             for path in (str(board), str(digit_paths[1]))
         ]
     )
@@ -177,7 +190,7 @@ def test_a_zip_of_class_folders_becomes_a_labelled_gallery(similarity_app, digit
     for path, _ in preview:
         assert Path(path).suffix == ".png"
         with Image.open(path) as image:
-            assert image.format == "PNG" and max(image.size) <= app.THUMBNAIL_SIZE
+            assert image.format == "PNG" and max(image.size) <= THUMBNAIL_SIZE
 
 
 def test_a_folder_of_class_folders_becomes_a_labelled_gallery(similarity_app, digit_paths, tmp_path):

@@ -149,3 +149,15 @@ def test_imports_inside_functions_say_why():
 @pytest.mark.parametrize("example", ["siamese.modeling.network", "siamese.training.loop"])
 def test_the_layer_of_a_module_is_its_package_prefix(example):
     assert layer_of(example) == example.rsplit(".", 1)[0]
+
+
+def test_the_library_never_imports_the_app_or_the_scripts():
+    outside = {"app", "demo", "train", "benchmarks", "scripts", "tests", "gradio"}
+    wrong = []
+    for name, (_path, tree) in all_modules().items():
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            wrong += [f"{name}:{node.lineno} imports {target}" for target in names if target.split(".")[0] in outside]
+    assert wrong == []

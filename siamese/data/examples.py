@@ -166,22 +166,6 @@ def _natural_key(path: Path):
     return (path.stem.rstrip("0123456789"), int(digits) if digits else -1, path.name)
 
 
-def fit_to_model(images: torch.Tensor, preprocessing: dict) -> torch.Tensor:
-    """Resize uint8 examples (N, C, H, W) to the model's size and channels; digits are already MNIST form."""
-    height, width = (int(side) for side in preprocessing.get("size", images.shape[2:]))
-    channels = 1 if preprocessing.get("grayscale", True) else 3
-    resized = images
-    if tuple(images.shape[2:]) != (height, width):
-        resized = torch.nn.functional.interpolate(
-            images.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False
-        )  # (N, C, height, width)
-        resized = resized.round().clamp(0, 255).to(torch.uint8)
-    if resized.shape[1] != channels:
-        resized = resized.mean(dim=1, keepdim=True) if channels == 1 else resized[:, :1].expand(-1, 3, -1, -1)
-        resized = resized.to(torch.uint8).contiguous()
-    return resized  # (N, channels, height, width)
-
-
 def balanced_indices(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
     """`count` indices spread evenly over the classes (as far as each class allows), in a fixed order."""
     generator = torch.Generator().manual_seed(seed)

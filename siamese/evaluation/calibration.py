@@ -236,9 +236,17 @@ def measure_on_test(embeddings: torch.Tensor, labels: torch.Tensor, calibration:
             galleries = simulate_galleries(embeddings, labels, seed=seed)
         except ValueError:
             return report
-        threshold = calibration.get("gallery_threshold", calibration["threshold"])
-        report["open_set"] = open_set_rates(galleries, threshold, calibration.get("caution_margin"))
+        report["open_set"] = open_set_rates(
+            galleries, stored_gallery_threshold(calibration), calibration.get("caution_margin")
+        )
     return report
+
+
+def stored_gallery_threshold(calibration: dict | None) -> float | None:
+    """The "no match" distance a model's galleries use: its own `gallery_threshold`, else (a model calibrated
+    without validation galleries) the pair `threshold`; None for an uncalibrated model."""
+    calibration = calibration or {}
+    return calibration.get("gallery_threshold", calibration.get("threshold"))
 
 
 def verdict(distance: float, calibration: dict | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants
@@ -19,6 +20,34 @@ UPLOAD_IGNORED = [".*", "*.tmp", *(f"*{suffix}" for suffix in PICKLE_SUFFIXES)]
 
 class PushError(RuntimeError):
     """An upload to the Hub failed; the message says the local folder is intact and how to retry."""
+
+
+@dataclass(frozen=True)
+class UploadFailure:
+    """The words of a failed upload's message: where to, the first stage's name, the folder's state, the retry."""
+
+    destination: str
+    creating: str
+    intact: str
+    retry: str
+
+
+def create_and_upload(
+    api: HfApi, repo_id: str, folder: Path, create: dict, upload: dict, token: str | None, failure: UploadFailure
+):
+    """Create the repository if needed, then upload the folder in one commit; any failure is one PushError."""
+    stage = failure.creating
+    try:
+        repo_url = api.create_repo(repo_id, token=token, exist_ok=True, **create)
+        stage = "uploading the folder"
+        return api.upload_folder(
+            repo_id=getattr(repo_url, "repo_id", None) or repo_id, folder_path=folder, token=token, **upload
+        )
+    except Exception as error:  # every failure gets the same intact-folder message and retry command
+        raise PushError(
+            f"Upload of {folder} to {failure.destination} failed while {stage}: "
+            f"{push_failure_reason(error, repo_id)}\n{failure.intact}\nTo retry the upload: {failure.retry}"
+        ) from error
 
 
 def retry_command(folder: str | os.PathLike, repo_id: str, private: bool = False) -> str:
@@ -56,25 +85,20 @@ def push_model(
     message = commit_message or describe_commit(config, metrics)
 
     api = api if api is not None else HfApi(token=token)
-    stage = "creating the repository"
-    try:
-        repo_url = api.create_repo(repo_id, token=token, private=private, repo_type="model", exist_ok=True)
-        stage = "uploading the folder"
-        commit = api.upload_folder(
-            repo_id=getattr(repo_url, "repo_id", None) or repo_id,
-            folder_path=folder,
-            commit_message=message,
-            token=token,
-            repo_type="model",
-            ignore_patterns=UPLOAD_IGNORED,
-        )
-    except Exception as error:  # every failure gets the same intact-folder message and retry command
-        raise PushError(
-            f"Upload of {folder} to the Hub repo {repo_id!r} failed while {stage}: "
-            f"{push_failure_reason(error, repo_id)}\n"
-            f"The local model folder {folder} is complete and intact; nothing in it was changed.\n"
-            f"To retry the upload: {retry_command(folder, repo_id, private)}"
-        ) from error
+    commit = create_and_upload(
+        api,
+        repo_id,
+        folder,
+        create={"private": private, "repo_type": "model"},
+        upload={"commit_message": message, "repo_type": "model", "ignore_patterns": UPLOAD_IGNORED},
+        token=token,
+        failure=UploadFailure(
+            destination=f"the Hub repo {repo_id!r}",
+            creating="creating the repository",
+            intact=f"The local model folder {folder} is complete and intact; nothing in it was changed.",
+            retry=retry_command(folder, repo_id, private),
+        ),
+    )
     return str(getattr(commit, "commit_url", None) or commit)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, RepoCard
 
-from siamese.hub.push import PushError, push_failure_reason
+from siamese.hub.push import PushError, UploadFailure, create_and_upload
 from siamese.modeling.files import PICKLE_SUFFIXES
 
 SPACE_FILES = ("app.py", "requirements.txt", "README.md")
@@ -79,25 +79,24 @@ def push_space(folder: str | os.PathLike, repo_id: str, token: str | None = None
     folder = Path(folder)
     check_space_folder(folder)
     api = api if api is not None else HfApi(token=token)
-    stage = "creating the Space"
-    try:
-        repo_url = api.create_repo(repo_id, token=token, repo_type="space", space_sdk="gradio", exist_ok=True)
-        stage = "uploading the folder"
-        commit = api.upload_folder(
-            repo_id=getattr(repo_url, "repo_id", None) or repo_id,
-            folder_path=folder,
-            commit_message="Upload the Siamese similarity demo app",
-            token=token,
-            repo_type="space",
-            ignore_patterns=list(SPACE_IGNORED),
-        )
-    except Exception as error:  # every failure gets the same intact-folder message and retry command
-        raise PushError(
-            f"Upload of {folder} to the Space {repo_id!r} failed while {stage}: "
-            f"{push_failure_reason(error, repo_id)}\n"
-            f"Nothing in {folder} was changed.\n"
-            f"To retry the upload: {retry_command(folder, repo_id)}"
-        ) from error
+    commit = create_and_upload(
+        api,
+        repo_id,
+        Path(folder),
+        create={"repo_type": "space", "space_sdk": "gradio"},
+        upload={
+            "commit_message": "Upload the Siamese similarity demo app",
+            "repo_type": "space",
+            "ignore_patterns": list(SPACE_IGNORED),
+        },
+        token=token,
+        failure=UploadFailure(
+            destination=f"the Space {repo_id!r}",
+            creating="creating the Space",
+            intact=f"Nothing in {folder} was changed.",
+            retry=retry_command(folder, repo_id),
+        ),
+    )
     return str(getattr(commit, "commit_url", None) or commit)
 
 

@@ -46,15 +46,14 @@ def tutorial_backbone(in_channels: int) -> nn.Sequential:
     )
 
 
-def tutorial_neck(flat_features: int, embedding_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(flat_features, 1024),
-        nn.ReLU(),
-        nn.Linear(1024, 256),
-        nn.ReLU(),
-        nn.Linear(256, embedding_dim),
-    )
+def mlp_neck(flat_features: int, hidden: tuple[int, ...], embedding_dim: int) -> nn.Sequential:
+    """Flatten, then Linear/ReLU through `hidden` widths, then a final Linear: the seed networks' heads."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = flat_features
+    for next_width in hidden:
+        layers += [nn.Linear(width, next_width), nn.ReLU()]
+        width = next_width
+    return nn.Sequential(*layers, nn.Linear(width, embedding_dim))
 
 
 def article_backbone(in_channels: int, dropout: float) -> nn.Sequential:
@@ -71,17 +70,6 @@ def article_backbone(in_channels: int, dropout: float) -> nn.Sequential:
         ]
         channels = width
     return nn.Sequential(*layers)
-
-
-def article_neck(flat_features: int, embedding_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(flat_features, 500),
-        nn.ReLU(),
-        nn.Linear(500, 500),
-        nn.ReLU(),
-        nn.Linear(500, embedding_dim),
-    )
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -179,13 +167,13 @@ def flat_features(backbone: nn.Module, shape: NetworkShape) -> int:
 @ARCHITECTURES.register("tutorial", "the MNIST tutorial's three conv stages and three-layer neck")
 def build_tutorial(shape: NetworkShape) -> tuple[nn.Module, nn.Module]:
     backbone = tutorial_backbone(shape.in_channels)
-    return backbone, tutorial_neck(flat_features(backbone, shape), shape.embedding_dim)
+    return backbone, mlp_neck(flat_features(backbone, shape), (1024, 256), shape.embedding_dim)
 
 
 @ARCHITECTURES.register("article", "the faces article's reflection-padded sister network")
 def build_article(shape: NetworkShape) -> tuple[nn.Module, nn.Module]:
     backbone = article_backbone(shape.in_channels, shape.dropout)
-    return backbone, article_neck(flat_features(backbone, shape), shape.embedding_dim)
+    return backbone, mlp_neck(flat_features(backbone, shape), (500, 500), shape.embedding_dim)
 
 
 @ARCHITECTURES.register("convnet", "our BN conv net, optionally with part embeddings")

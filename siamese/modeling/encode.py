@@ -86,25 +86,3 @@ def embed_prepared(
     if not chunks:
         return torch.zeros(0, getattr(model, "embedding_dim", 0), device=device if on_device else "cpu")
     return torch.cat(chunks)  # (N, D)
-
-
-def encode_images(
-    model,
-    images,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    precision: str = "fp32",
-    on_device: bool = False,
-) -> torch.Tensor:
-    """Embeddings (N, D) float32 on the CPU (or the model's device with `on_device`), in eval mode (the model's
-    mode is restored)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if device is not None:
-        model = model.to(device)
-    shape = (model.in_channels, *model.image_size)
-    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and tuple(images.shape[1:]) == shape:
-        batch = images  # (N, C, H, W), already in the model's input form: no per-image copies
-    else:
-        batch = prepare_images(images, model.preprocessing, model.image_size, model.in_channels)  # (N, C, H, W)
-    return embed_prepared(model, batch, model.preprocessing, batch_size, precision, on_device)  # (N, D)

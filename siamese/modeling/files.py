@@ -98,13 +98,24 @@ def load_weights(model: nn.Module, folder: Path, source: str, device: str | torc
         raise ModelLoadError(f"could not load the weights of {source}: {error}") from error
 
 
-def _read_config_json(config_path: Path, source: str) -> dict:
+def read_json_object(path: Path, not_json: str, not_an_object: str) -> dict:
+    """The JSON object in `path`; otherwise a ModelLoadError with `not_json` ({error} filled in) or `not_an_object`
+    ({kind} filled in)."""
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"invalid {CONFIG_FILE} in {source}: not valid JSON ({error})") from error
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"invalid {CONFIG_FILE} in {source}: expected a JSON object, got {type(config).__name__}")
+        raise ModelLoadError(not_json.replace("{error}", str(error))) from error
+    if not isinstance(value, dict):
+        raise ModelLoadError(not_an_object.replace("{kind}", type(value).__name__))
+    return value
+
+
+def _read_config_json(config_path: Path, source: str) -> dict:
+    config = read_json_object(
+        config_path,
+        f"invalid {CONFIG_FILE} in {source}: not valid JSON ({{error}})",
+        f"invalid {CONFIG_FILE} in {source}: expected a JSON object, got {{kind}}",
+    )
     if "architecture" not in config:
         raise ModelLoadError(
             f"invalid {CONFIG_FILE} in {source}: no 'architecture' key, so it was not written by "

@@ -13,7 +13,7 @@ from siamese.distances import paired_distances, pairwise_distances
 from siamese.evaluation.calibration import verdict
 from siamese.modeling.architectures import ARCHITECTURES, NetworkShape
 from siamese.modeling.config import NETWORK_FIELDS, ModelConfig, parts_supported
-from siamese.modeling.encode import encode_images
+from siamese.modeling.encode import embed_prepared, prepare_images
 from siamese.modeling.files import CONFIG_FILE, ModelLoadError, load_weights, model_folder, read_model_config
 
 
@@ -141,7 +141,15 @@ class EmbeddingNet(
         batch (N, C, H, W) already in the model's input form goes straight in. float32 on the CPU, or on the
         model's device with `on_device`.
         """
-        return encode_images(self, images, batch_size, device, precision, on_device)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        model = self if device is None else self.to(device)
+        shape = (self.in_channels, *self.image_size)
+        if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and tuple(images.shape[1:]) == shape:
+            batch = images  # (N, C, H, W), already in the model's input form: no per-image copies
+        else:
+            batch = prepare_images(images, self.preprocessing, self.image_size, self.in_channels)  # (N, C, H, W)
+        return embed_prepared(model, batch, self.preprocessing, batch_size, precision, on_device)  # (N, D)
 
     def similarity(self, first, second) -> torch.Tensor:
         """Distances (N, M) between the embeddings of two sets of images: smaller is more similar."""

@@ -18,6 +18,7 @@ from siamese.modeling.files import (
     ModelLoadError,
     describe_source,
     download_file,
+    read_json_object,
 )
 from siamese.modeling.network import EmbeddingNet
 
@@ -58,12 +59,11 @@ def read_metrics(name_or_path: str | os.PathLike, revision: str | None = None) -
             if isinstance(error.__cause__, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
                 return None
             raise
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{METRICS_FILE} of {source} is not valid JSON: {error}") from error
-    if not isinstance(metrics, dict):
-        raise ModelLoadError(f"{METRICS_FILE} of {source} must hold a JSON object")
+    metrics = read_json_object(
+        path,
+        f"{METRICS_FILE} of {source} is not valid JSON: {{error}}",
+        f"{METRICS_FILE} of {source} must hold a JSON object",
+    )
     return metrics
 
 

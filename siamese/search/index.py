@@ -124,8 +124,7 @@ class GalleryIndex:
 
     def _build_faiss(self):
         try:
-            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
-            import faiss
+            import faiss  # optional dependency: faiss-cpu, for galleries over EXACT_LIMIT
         except ImportError as error:
             raise ImportError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from error
         vectors = np.ascontiguousarray(self.embeddings.cpu().numpy())  # (N, D) float32
@@ -164,8 +163,7 @@ class GalleryIndex:
             "paths": _json_bytes(self.paths),
         }
         if self._faiss is not None:
-            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
-            import faiss
+            import faiss  # optional dependency: only a FAISS-backed gallery gets here
 
             tensors["faiss_index"] = torch.from_numpy(faiss.serialize_index(self._faiss).copy())
         metadata = {
@@ -217,8 +215,7 @@ class GalleryIndex:
         index.backend = metadata.get("backend", "exact")
         index._faiss = None
         if index.backend == "faiss":
-            # Optional dependency: faiss (the index extra) is needed only for galleries past the exact-search limit.
-            import faiss
+            import faiss  # optional dependency: only a FAISS gallery file gets here
 
             if "faiss_index" in tensors:
                 index._faiss = faiss.deserialize_index(tensors["faiss_index"].numpy())

@@ -12,21 +12,12 @@ from tqdm.auto import tqdm
 from siamese.data.datasets import Splits, epoch_generator
 from siamese.modeling.network import EmbeddingNet
 from siamese.runtime import distributed
-from siamese.training import checkpoint
+from siamese.training import checkpoint, steps
 from siamese.training.config import TrainConfig
 from siamese.training.evaluate import calibrate_on_validation, evaluate
 from siamese.training.progress import announce, report_epoch, short_metrics
 from siamese.training.run import Run, load_run_splits, start_run
 from siamese.training.samplers import epoch_batches
-from siamese.training.steps import (
-    TrainingParts,
-    augmentation_generator,
-    build_training_parts,
-    epoch_batches_on_device,
-    prepare_batch,
-    read_ahead,
-    train_step,
-)
 
 # The progress bar's running loss is read from the device (a host sync) once per this many steps.
 LOG_EVERY_STEPS = 25
@@ -59,7 +50,7 @@ def train(
     run = start_run(config)
     splits = splits if splits is not None else load_run_splits(config, run)
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    parts = build_training_parts(config, splits, run.device, run.precision)
+    parts = steps.build_training_parts(config, splits, run.device, run.precision)
     step_module = run.wrap(parts.step_module)
     history, start_epoch = checkpoint.resume(run.out, parts, config, run.is_main) if config.resume else ([], 0)
     # Small sets: every image on the device once. Streamed folders: batches read from the cache on disk.
@@ -70,13 +61,13 @@ def train(
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, stop_after_epochs)
     for epoch in range(start_epoch, last_epoch):
         started = time.perf_counter()
-        record, steps = run_epoch(epoch, config, parts, step_module, splits, images, labels, run, history)
+        record, step_count = run_epoch(epoch, config, parts, step_module, splits, images, labels, run, history)
         if run.is_main and config.eval_every and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
             record.update(short_metrics(evaluate(parts.model, splits, config, run.precision, final=False)))
         history.append(record)
         if run.is_main:
             report_epoch(record, epoch, start_epoch, last_epoch, started)
-            checkpoint.save(run.out, parts, config, history, steps_done=(epoch + 1) * steps)
+            checkpoint.save(run.out, parts, config, history, steps_done=(epoch + 1) * step_count)
         run.barrier()  # the others wait while the main process evaluates and saves
     return finish(parts.model, splits, config, run, history, final_evaluation)
 
@@ -84,7 +75,7 @@ def train(
 def run_epoch(
     epoch: int,
     config: TrainConfig,
-    parts: TrainingParts,
+    parts: steps.TrainingParts,
     step_module: torch.nn.Module,
     splits: Splits,
     images: torch.Tensor,
@@ -96,22 +87,24 @@ def run_epoch(
     parts.model.train()
     parts.loss_function.train()
     generator = epoch_generator(config.seed, epoch)  # the same global batches on every rank
-    augment_generator = augmentation_generator(config.seed, epoch, run.topology.rank, run.device, generator)
+    augment_generator = steps.augmentation_generator(config.seed, epoch, run.topology.rank, run.device, generator)
     # Dropout draws from the global generator: reseeding per epoch makes a resumed epoch identical.
     torch.manual_seed(config.seed * 1_000_003 + epoch + 104_729 * run.topology.rank)
     # Index batches from the label array on the host (prepared once per epoch), then on the device.
     global_batches = epoch_batches(config, splits.train.labels, generator)
     host_batches = [distributed.shard(batch, run.topology) for batch in global_batches]
-    batches = epoch_batches_on_device(host_batches, run.device)
-    pixels = read_ahead(images, host_batches, run.device) if splits.train.streamed else (images[i] for i in batches)
+    batches = steps.epoch_batches_on_device(host_batches, run.device)
+    pixels = (
+        steps.read_ahead(images, host_batches, run.device) if splits.train.streamed else (images[i] for i in batches)
+    )
     show_progress = config.progress and run.is_main
     progress = tqdm(batches, desc=f"Epoch {epoch + 1}/{config.epochs}", disable=not show_progress, leave=False)
     running_loss = torch.zeros((), device=run.device)  # summed on the device: no host sync per step
     seen = 0
     started = time.perf_counter()
     for batch_index, batch_pixels in zip(progress, pixels, strict=True):
-        batch = prepare_batch(batch_pixels, config, augment_generator, splits.preprocessing)
-        loss = train_step(
+        batch = steps.prepare_batch(batch_pixels, config, augment_generator, splits.preprocessing)
+        loss = steps.train_step(
             step_module, parts.optimizer, parts.scaler, parts.schedule, batch, labels[batch_index], run.device,
             run.precision,
         )  # fmt: skip

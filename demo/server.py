@@ -1,0 +1,98 @@
+"""How the app is served: the models it offers, the command line, queue and upload limits, and the process."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import socket
+from pathlib import Path
+
+import gradio as gr
+
+from siamese.data import examples as example_data
+from siamese.serving import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODELS = {"mnist": ROOT / "pretrained" / "mnist", "faces": ROOT / "pretrained" / "faces"}
+MODELS_ENV = "SIAMESE_MODELS"
+# Large enough for a saved gallery of ~150,000 160-d embeddings; images are also capped by pixel count.
+MAX_FILE_SIZE = "100mb"
+# Per event. The handlers hold the GIL most of the time, so more slots add no throughput, but with 8 the pair and
+# gallery queues share the CPU evenly (benchmarks/app_load.py: p95 1.5 s instead of 1.9-2.1 s at 32 clients).
+CONCURRENCY_LIMIT = 8
+QUEUE_SIZE = 64
+
+
+def bundled_specs() -> tuple[list[ModelSpec], dict[str, Path]]:
+    """The bundled models that are present, and the missing ones apart."""
+    specs = [ModelSpec(name, str(folder)) for name, folder in BUNDLED_MODELS.items() if folder.is_dir()]
+    missing = {name: folder for name, folder in BUNDLED_MODELS.items() if not folder.is_dir()}
+    return specs, missing
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Siamese image similarity demo")
+    parser.add_argument("--model", action="append", default=[], help="extra model: Hub repo id or local folder")
+    parser.add_argument("--no-bundled", action="store_true", help="serve only the --model models")
+    parser.add_argument("--mnist-root", default=os.environ.get(example_data.MNIST_ROOT_ENV))
+    parser.add_argument("--faces-root", default=os.environ.get(example_data.FACES_ROOT_ENV))
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860 or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def model_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], dict[str, Path]]:
+    """Bundled models (those present) plus --model and $SIAMESE_MODELS; the missing bundled ones apart."""
+    specs, missing = ([], {}) if args.no_bundled else bundled_specs()
+    extra = list(args.model) + [item for item in os.environ.get(MODELS_ENV, "").split(",") if item.strip()]
+    specs += [ModelSpec.parse(item) for item in extra]
+    return specs, missing
+
+
+def launch_options(host: str | None = None, port: int | None = None, share: bool = False) -> dict:
+    """The keyword arguments for demo.launch(): upload limit, and the example cache as an allowed path."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": share,
+        "max_file_size": MAX_FILE_SIZE,
+        "allowed_paths": [str(example_data.cache_dir())],
+        "show_error": True,
+    }
+
+
+def serve_in_background(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Queue and launch `demo` without blocking (tests, benchmarks, screenshots); returns its URL."""
+    demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(host, port or free_port()))
+    return url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc at `count` arenas, as MALLOC_ARENA_MAX would; True when the cap was set.
+
+    Every server thread would otherwise get an arena of its own (up to 8 per core), and freed request buffers stay
+    scattered over them: under load the server's RSS grew 18-42 MB per 1,000 requests and kept climbing; with 2 it
+    grew 5-25 MB (benchmarks/app_load.py).
+    Left alone where MALLOC_ARENA_MAX is already set, and where the C library is not glibc."""
+    if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_ARENA_MAX, count))
+    except (OSError, AttributeError):
+        return False

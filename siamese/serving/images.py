@@ -1,0 +1,102 @@
+"""Which images a served model is asked about: usable ones, from the input in use, of the model's own domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from siamese.data import examples as example_data
+from siamese.data.images import ImageError, open_image, prepare_image
+from siamese.serving.messages import InputError
+
+# Smaller sides or flatter images carry nothing to compare: a clear error, not a meaningless verdict.
+MIN_SIDE = 8
+BLANK_CONTRAST = 8
+THUMBNAIL_SIZE = 96
+
+
+def open_usable_image(source, name: str) -> Image.Image:
+    """Decode an image and refuse the ones nothing can be learned from: too small, too thin, or one flat colour."""
+    image = open_image(source, name=name)
+    width, height = image.size
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"{name} is {width}x{height} pixels: too small or too thin to compare (at least {MIN_SIDE} pixels "
+            "a side are needed)"
+        )
+    low, high = image.convert("L").getextrema()
+    if high - low < BLANK_CONTRAST:
+        raise ImageError(f"{name} is blank (a single flat shade, {low}..{high}): there is nothing to compare")
+    return image
+
+
+def prepare_usable_image(source, preprocessing: dict, name: str) -> torch.Tensor:
+    """A usable image (path, PIL or array) in the model's input form, uint8 (C, H, W); an ImageError says why not."""
+    return prepare_image(open_usable_image(source, name), preprocessing, name)
+
+
+def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small copy of a decoded image as a uint8 array, (h, w) or (h, w, 3)."""
+    small = image.copy()
+    small.thumbnail((size, size))
+    return np.asarray(small)
+
+
+def model_kind(model) -> str:
+    """The model's domain as its preprocessing declares it: "digits", "faces" or "folder"."""
+    return str((model.preprocessing or {}).get("kind", "folder"))
+
+
+def check_example_domain(model_name: str, model, path: str) -> None:
+    """An InputError when `path` is a built-in example of another domain than the model's."""
+    example_kind = example_data.example_kind(path)
+    if example_kind is not None and example_kind != model_kind(model):
+        raise InputError(
+            f"This example is from the {example_kind} examples, but model `{model_name}` was trained on "
+            f"{model_kind(model)}: pick a {example_kind} model, or an example for {model_kind(model)}."
+        )
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """One image input: a drawing (None when the canvas is empty), uploaded files, and which of the two the user
+    touched last (`choice`: "drawing", "upload", or None before either was touched)."""
+
+    drawing: Image.Image | None
+    uploads: list[str] = field(default_factory=list)
+    side: str = "query"
+    choice: str | None = None
+
+    def pick(self) -> tuple[Image.Image | str, str]:
+        """The image in use and its name: the input touched last, and an InputError when that input is empty
+        (never a silent switch to the other one, which may hold an old example). With no choice yet, whichever
+        holds an image (the upload first)."""
+        if self.choice == "drawing":
+            if self.drawing is None:
+                raise InputError(
+                    f"Image {self.side}: the drawing is in use (you touched it last), but the canvas is empty. Draw "
+                    f"on it, or upload a file to use that instead."
+                )
+            return self.drawing, f"drawing {self.side}"
+        if self.choice == "upload":
+            if not self.uploads:
+                raise InputError(
+                    f"Image {self.side}: the upload is in use, but no file is uploaded. Upload one, or draw."
+                )
+            return self.uploads[0], Path(self.uploads[0]).name
+        if self.uploads:
+            return self.uploads[0], Path(self.uploads[0]).name
+        if self.drawing is not None:
+            return self.drawing, f"drawing {self.side}"
+        raise InputError(f"Image {self.side} is empty: draw on the canvas or upload an image file.")
+
+    def prepare(self, model_name: str, model) -> torch.Tensor:
+        """The picked image in the model's input form, uint8 (C, H, W); an example file must fit the model's domain."""
+        source, name = self.pick()
+        if isinstance(source, str):
+            check_example_domain(model_name, model, source)
+        return prepare_usable_image(source, model.preprocessing, name)
