@@ -1,0 +1,1 @@
+"""Face recognition with dlib's ResNet face descriptor ported to PyTorch."""
