@@ -64,20 +64,32 @@ def add_layer_state(innermost: bool) -> bytes:
     return state + (encode_int(1) if innermost else b"")
 
 
+LOSS = encode_int(1) + encode_string("loss_metric_2") + encode_float(0.04) + encode_float(0.6)
+# dlib keeps the means as float32; the input's rows and columns follow them.
+INPUT = encode_string("input_rgb_image_sized") + b"".join(encode_float(float(m)) for m in np.float32(DLIB_RGB_MEANS))
+INPUT += encode_int(150) + encode_int(150)
+
+
+def encode_con(weight: np.ndarray, bias: np.ndarray) -> bytes:
+    """A 3x3 stride-1 con_ layer's details."""
+    filters = weight.shape[0]
+    details = encode_string("con_4") + encode_tensor(np.concatenate([weight.ravel(), bias]))
+    details += b"".join(encode_int(value) for value in (filters, 3, 3, 1, 1, 1, 1))
+    return details + encode_alias(weight.shape) + encode_alias((1, filters)) + encode_float(1.0) * 4
+
+
+def encode_fc_no_bias(weight: np.ndarray) -> bytes:
+    inputs, outputs = weight.shape
+    details = encode_string("fc_2") + encode_int(outputs) + encode_int(inputs) + encode_tensor(weight.ravel())
+    details += encode_alias((inputs, outputs)) + encode_alias((1, outputs))
+    return details + encode_int(1) + encode_float(1.0) * 4  # bias mode 1: fc_no_bias
+
+
 def tiny_network(conv_weight: np.ndarray, conv_bias: np.ndarray, fc_weight: np.ndarray) -> bytes:
     """loss_metric over fc_no_bias over a tag over a 3x3 convolution over a 150x150 RGB input, as dlib writes it."""
-    filters, channels = conv_weight.shape[:2]
-    inputs, outputs = fc_weight.shape
-    loss = encode_int(1) + encode_string("loss_metric_2") + encode_float(0.04) + encode_float(0.6)
     wrappers = encode_int(2) + encode_int(1) + encode_int(3)  # fc's add_layer, the tag, the conv's add_layer
-    means = b"".join(encode_float(float(mean)) for mean in np.float32(DLIB_RGB_MEANS))  # dlib keeps float32 means
-    input_layer = encode_string("input_rgb_image_sized") + means + encode_int(150) + encode_int(150)
-    con = encode_string("con_4") + encode_tensor(np.concatenate([conv_weight.ravel(), conv_bias]))
-    con += b"".join(encode_int(value) for value in (filters, 3, 3, 1, 1, 1, 1))
-    con += encode_alias(conv_weight.shape) + encode_alias((1, filters)) + encode_float(1.0) * 4
-    fc = encode_string("fc_2") + encode_int(outputs) + encode_int(inputs) + encode_tensor(fc_weight.ravel())
-    fc += encode_alias((inputs, outputs)) + encode_alias((1, outputs)) + encode_int(1) + encode_float(1.0) * 4
-    return loss + wrappers + input_layer + con + add_layer_state(True) + fc + add_layer_state(False)
+    inner = INPUT + encode_con(conv_weight, conv_bias) + add_layer_state(True)
+    return LOSS + wrappers + inner + encode_fc_no_bias(fc_weight) + add_layer_state(False)
 
 
 @pytest.fixture
@@ -158,6 +170,23 @@ def test_parse_network_rejects_unknown_layers_and_trailing_bytes(tiny):
         parse_dlib_network(blob + b"\x00")
     with pytest.raises(DlibFormatError, match="unexpected add_loss_layer version 2"):
         parse_dlib_network(encode_int(2) + blob[1:])
+
+
+def test_batch_norm_where_an_affine_is_expected_is_folded_like_dlib_does(tiny):
+    # A network saved while training has bn_con layers; dlib's affine_ takes their running statistics.
+    generator = np.random.default_rng(1)
+    gamma, beta, means = (generator.standard_normal(2).astype(np.float32) for _ in range(3))
+    variances = generator.uniform(0.5, 2.0, 2).astype(np.float32)
+    batch_norm = encode_string("bn_con2") + encode_tensor(np.concatenate([gamma, beta]))
+    batch_norm += encode_alias((1, 2)) + encode_alias((1, 2)) + encode_tensor(np.zeros(2)) * 2
+    batch_norm += encode_tensor(means) + encode_tensor(variances) + encode_int(100) + encode_int(1000)
+    batch_norm += encode_float(1.0) * 4 + encode_float(1e-5)
+    inner = INPUT + encode_con(tiny[1], tiny[2]) + add_layer_state(True)
+    network = parse_dlib_network(LOSS + encode_int(2) + encode_int(3) + inner + batch_norm + add_layer_state(False))
+    assert [layer.kind for layer in network.layers] == ["con", "affine"]
+    scale = gamma / np.sqrt(variances + np.float32(1e-5))
+    assert np.allclose(network.layers[1].tensors["gamma"].ravel(), scale, rtol=1e-6)
+    assert np.allclose(network.layers[1].tensors["beta"].ravel(), beta - scale * means, rtol=1e-6, atol=1e-7)
 
 
 def test_loading_a_different_network_names_the_first_difference(tiny):
