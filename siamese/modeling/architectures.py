@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from siamese._registry import Registry
+from siamese.faces.resnet import EMBEDDING_SIZE, INPUT_SIZE, FaceResNet
 from siamese.modeling.backbones import create_backbone
 
 
@@ -191,3 +192,15 @@ def build_convnet(shape: NetworkShape) -> tuple[nn.Module, nn.Module]:
 def build_timm(shape: NetworkShape) -> tuple[nn.Module, nn.Module]:
     backbone = create_backbone(shape.backbone, shape.in_channels)
     return backbone, convnet_neck(backbone.num_features, shape.embedding_dim, shape.dropout)
+
+
+@ARCHITECTURES.register("dlib_resnet", "dlib's ResNet face descriptor (29 conv layers) on 150x150 aligned RGB chips")
+def build_dlib_resnet(shape: NetworkShape) -> tuple[nn.Module, nn.Module]:
+    expected = (3, (INPUT_SIZE, INPUT_SIZE), EMBEDDING_SIZE)
+    if (shape.in_channels, shape.image_size, shape.embedding_dim) != expected:
+        raise ValueError(
+            f"the dlib_resnet architecture takes 3x{INPUT_SIZE}x{INPUT_SIZE} chips to {EMBEDDING_SIZE} numbers, got "
+            f"{shape.in_channels}x{shape.image_size[0]}x{shape.image_size[1]} to {shape.embedding_dim}"
+        )
+    # The network ends in its own 128-d layer, so no neck follows it.
+    return FaceResNet(), nn.Identity()

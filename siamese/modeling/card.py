@@ -59,6 +59,7 @@ def render_model_card(config: dict, metrics: dict, command: str, repo_id: str | 
     )
     sections = [
         _title_section(model_name, config, task),
+        _origin_section(metrics.get("origin") or {}),
         _data_section(task, dataset),
         _results_section(test, dataset),
         _calibration_section(config),
@@ -145,6 +146,17 @@ def _title_section(model_name: str, config: dict, task: str) -> str:
         f"Euclidean distance between their embeddings: the smaller the distance, the more similar the images. "
         f"{purpose}"
     )
+
+
+def _origin_section(origin: dict) -> str:
+    """Where weights made elsewhere come from, and how they were converted and checked."""
+    if not origin:
+        return ""
+    lines = ["## Origin", "", f"- Weights: {origin['credit']}"]
+    if origin.get("command"):
+        lines.append(f"- Converted with `{origin['command']}`")
+    lines += [f"- {line}" for line in origin.get("checks", [])]
+    return "\n".join(lines)
 
 
 def _data_section(task: str, dataset: dict) -> str:

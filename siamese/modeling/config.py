@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field, fields
 
-PREPROCESSING_KINDS = ("digits", "faces", "folder")
+PREPROCESSING_KINDS = ("digits", "faces", "folder", "aligned_faces")
 # Calibration keys that earlier versions of this project wrote (thresholds fitted on test pairs):
 # accepted so that those models still load, and dropped.
 LEGACY_CALIBRATION_KEYS = ("threshold_eer", "threshold_best_accuracy", "best_accuracy", "eer")

@@ -1,0 +1,39 @@
+"""A photo in, aligned face chips out: detection, the largest face first, and dlib's 150x150 alignment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .align import ChipTransform, align_face
+from .detect import Face, detect_faces
+
+
+@dataclass(frozen=True, eq=False)
+class FoundFace:
+    """One face of a photo: its aligned chip (150, 150, 3) uint8, where it was, and how many faces the photo has."""
+
+    chip: np.ndarray
+    face: Face
+    transform: ChipTransform
+    face_count: int
+
+
+def find_faces(image_rgb: np.ndarray) -> list[FoundFace]:
+    """Every face in an RGB uint8 photo (H, W, 3), aligned, largest first; [] when there is none."""
+    faces = detect_faces(image_rgb)
+    found = []
+    for face in faces:
+        chip, transform = align_face(image_rgb, face.landmarks)
+        found.append(FoundFace(chip, face, transform, len(faces)))
+    return found
+
+
+def find_largest_face(image_rgb: np.ndarray) -> FoundFace | None:
+    """The largest face of a photo, aligned (only that one is aligned), or None when no face is found."""
+    faces = detect_faces(image_rgb)
+    if not faces:
+        return None
+    chip, transform = align_face(image_rgb, faces[0].landmarks)
+    return FoundFace(chip, faces[0], transform, len(faces))
