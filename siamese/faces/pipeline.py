@@ -9,6 +9,15 @@ import numpy as np
 from .align import ChipTransform, align_face
 from .detect import Face, detect_faces
 
+# dlib's HOG window is 80 pixels wide, so in a photo this small (an AT&T portrait is 92x112) most faces are only
+# found when the search doubles the image twice; that costs about 20 ms here, against 5 ms.
+SMALL_PHOTO_SIDE = 400
+
+
+def _faces(image_rgb: np.ndarray) -> list[Face]:
+    upsample = 2 if max(image_rgb.shape[:2]) <= SMALL_PHOTO_SIDE else 1
+    return detect_faces(image_rgb, upsample=upsample)
+
 
 @dataclass(frozen=True, eq=False)
 class FoundFace:
@@ -22,7 +31,7 @@ class FoundFace:
 
 def find_faces(image_rgb: np.ndarray) -> list[FoundFace]:
     """Every face in an RGB uint8 photo (H, W, 3), aligned, largest first; [] when there is none."""
-    faces = detect_faces(image_rgb)
+    faces = _faces(image_rgb)
     found = []
     for face in faces:
         chip, transform = align_face(image_rgb, face.landmarks)
@@ -32,7 +41,7 @@ def find_faces(image_rgb: np.ndarray) -> list[FoundFace]:
 
 def find_largest_face(image_rgb: np.ndarray) -> FoundFace | None:
     """The largest face of a photo, aligned (only that one is aligned), or None when no face is found."""
-    faces = detect_faces(image_rgb)
+    faces = _faces(image_rgb)
     if not faces:
         return None
     chip, transform = align_face(image_rgb, faces[0].landmarks)
