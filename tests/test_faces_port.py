@@ -344,12 +344,15 @@ def test_encode_on_a_photo_finds_aligns_and_embeds_the_largest_face(dat_path, re
         pytest.skip(f"the shared face photos are not at {SHARED_DATA}")
     from PIL import Image
 
+    from siamese.data.images import find_face
     from siamese.faces.weights import shape_predictor_path
     from siamese.modeling.face_port import dlib_face_model
 
     image = np.asarray(Image.open(photos[0]).convert("RGB"))
-    rectangle = max(dlib.get_frontal_face_detector()(image, 1), key=lambda box: box.area())
-    shape = dlib.shape_predictor(str(shape_predictor_path()))(image, rectangle)
+    # dlib's landmarks and chip for the box our face step found (a box found on a smaller copy of a large photo
+    # can differ by a few pixels from one found at full size, and the landmarks with it).
+    left, top, right, bottom = find_face(str(photos[0])).face.box
+    shape = dlib.shape_predictor(str(shape_predictor_path()))(image, dlib.rectangle(left, top, right, bottom))
     expected = np.array(recognizer.compute_face_descriptor(dlib.get_face_chip(image, shape, 150, 0.25)))  # (128,)
     found = dlib_face_model(dat_path).encode(str(photos[0]))[0].numpy()  # (128,)
     assert np.abs(found - expected).max() <= 1e-4
