@@ -9,7 +9,7 @@ import gradio as gr
 from demo.examples import ExampleSets
 from demo.handlers import SimilarityApp
 from demo.media import LIMITS, register_preview_folder
-from demo.server import bundled_specs
+from demo.server import bundled_specs, guard_temp_file_sets
 from demo.tabs import gallery as gallery_tab
 from demo.tabs import map as map_tab
 from demo.tabs import model as model_part
@@ -75,5 +75,6 @@ def build_demo(
         model_part.wire(app, picker, examples, gallery.example_kind)
         demo.load(app.model_info, picker.picker, picker.about, api_visibility="private")
         demo.load(None, None, None, js=PAGE_JS)
+    guard_temp_file_sets(demo)
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo

@@ -69,6 +69,27 @@ def launch_options(host: str | None = None, port: int | None = None, share: bool
     }
 
 
+class SnapshotSet(set):
+    """A set that is iterated over a copy of itself, so that another thread may add to it meanwhile."""
+
+    def __iter__(self):
+        return iter(set.copy(self))  # copied in C under the GIL: no request thread adds halfway
+
+
+def guard_temp_file_sets(demo: gr.Blocks) -> None:
+    """Make Gradio's delete_cache survive load: its sets of temporary files become SnapshotSets.
+
+    Gradio 6.31 walks each set in a worker thread while requests add uploads and outputs to them; the first time a
+    set changes size under the walk, RuntimeError ends the schedule, and no file is removed again until a restart
+    (benchmarks/app_disk.py: after 2,000 pairs, every upload was still there). Call once the page is built."""
+    guarded = {id(files): SnapshotSet(files) for files in demo.temp_file_sets}
+    demo.temp_file_sets = [guarded[id(files)] for files in demo.temp_file_sets]
+    demo.upload_file_set = guarded[id(demo.upload_file_set)]
+    for block in demo.blocks.values():
+        if id(getattr(block, "temp_files", None)) in guarded:
+            block.temp_files = guarded[id(block.temp_files)]
+
+
 def disk_sweep_lifespan():
     """A lifespan for Gradio's FastAPI app: the preview stores and Gradio's upload folder swept while it serves.
 

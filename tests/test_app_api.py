@@ -18,7 +18,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
 from demo.media import LIMITS, PREVIEW_FOLDER  # noqa: E402
-from demo.server import launch_options  # noqa: E402
+from demo.server import SnapshotSet, launch_options  # noqa: E402
 from scripts.standin_models import make_standin  # noqa: E402
 from siamese.data import examples as example_data  # noqa: E402
 
@@ -96,6 +96,13 @@ def test_gradio_removes_old_uploads_and_a_sweep_runs_while_the_app_serves():
     demo = app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
     assert demo.delete_cache == LIMITS.cache_schedule == (LIMITS.sweep_every, LIMITS.cache_max_age)
     assert callable(launch_options()["app_kwargs"]["lifespan"])
+    # Gradio walks these sets in a thread while requests add to them: a plain set raises there, once and for all.
+    assert all(isinstance(files, SnapshotSet) for files in demo.temp_file_sets)
+    assert any(files is demo.upload_file_set for files in demo.temp_file_sets)
+    growing = SnapshotSet({"upload"})
+    for name in growing:
+        growing.add(name + "-next")  # a plain set: RuntimeError, "Set changed size during iteration"
+    assert growing == {"upload", "upload-next"}
 
 
 def test_gradio_refreshes_its_event_analytics_every_200_events_not_every_event():
