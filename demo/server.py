@@ -93,8 +93,9 @@ def guard_temp_file_sets(demo: gr.Blocks) -> None:
 def disk_sweep_lifespan():
     """A lifespan for Gradio's FastAPI app: the preview stores and Gradio's upload folder swept while it serves.
 
-    gr.Blocks(delete_cache=...) removes Gradio's old files but not their folders; the sweep removes those, evicts
-    previews written by other processes sharing the folder, and zip extractions a killed process left behind."""
+    gr.Blocks(delete_cache=...) removes Gradio's old files but not their folders, nor the empty file gr.File leaves at
+    every call; the sweep removes those, evicts the preview stores (counting files other processes wrote there), and
+    removes zip extractions a killed process left behind."""
     sweeper = DiskSweeper(LIMITS, [PREVIEWS, SHOWN_UPLOADS], Path(gr.utils.get_upload_folder()))
 
     @contextlib.asynccontextmanager

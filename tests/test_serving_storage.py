@@ -15,7 +15,7 @@ from siamese.serving.storage import (
     DiskSweeper,
     FileStore,
     disk_bytes,
-    remove_empty_folders,
+    remove_empty_entries,
 )
 
 FILE_BYTES = 10_000
@@ -109,15 +109,16 @@ def test_disk_limits_come_from_the_environment_with_defaults():
         DiskLimits.from_environment({"SIAMESE_PREVIEW_CAP_MB": "-1"})
 
 
-def test_only_empty_folders_unchanged_for_the_given_time_are_removed(tmp_path):
+def test_only_empty_folders_and_files_unchanged_for_the_given_time_are_removed(tmp_path):
     for name in ("old_empty", "new_empty", "old_full"):
         (tmp_path / name).mkdir()
     (tmp_path / "old_full" / "upload.png").write_bytes(b"png")
-    (tmp_path / "loose.png").write_bytes(b"png")
-    for name in ("old_empty", "old_full"):
+    for name, data in (("tmp_old_empty", b""), ("tmp_new_empty", b""), ("old.png", b"png")):
+        (tmp_path / name).write_bytes(data)
+    for name in ("old_empty", "old_full", "tmp_old_empty", "old.png"):
         make_old(tmp_path / name, 120)
-    assert remove_empty_folders(tmp_path, older_than=60) == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["loose.png", "new_empty", "old_full"]
+    assert remove_empty_entries(tmp_path, older_than=60) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new_empty", "old.png", "old_full", "tmp_new_empty"]
 
 
 def test_a_sweep_evicts_stores_and_removes_empty_upload_folders_and_orphaned_extractions(tmp_path):
@@ -126,7 +127,9 @@ def test_a_sweep_evicts_stores_and_removes_empty_upload_folders_and_orphaned_ext
     make_old(preview, 120)
     uploads, temp = tmp_path / "gradio", tmp_path / "temp"
     (uploads / "0a1b").mkdir(parents=True)
+    (uploads / "tmp0a1b").write_bytes(b"")  # what gr.File leaves at every call
     make_old(uploads / "0a1b", 120)
+    make_old(uploads / "tmp0a1b", 120)
     for name, age in (("orphan", 7200), ("in_use", 10)):
         (temp / f"{ZIP_FOLDER_PREFIX}{name}" / "label").mkdir(parents=True)
         make_old(temp / f"{ZIP_FOLDER_PREFIX}{name}", age)

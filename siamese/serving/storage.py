@@ -5,8 +5,8 @@
   Content-Length"). Over its cap the least recently used files go first, but never one used within the grace
   period: a client may not have fetched it yet.
 - `DiskLimits`: the cap, the grace period and the age after which uploads are removed, from environment variables.
-- `DiskSweeper`: every so often, evicts the stores, removes the empty folders an upload cache leaves behind and the
-  zip extractions of a process that was killed before it could remove them.
+- `DiskSweeper`: every so often, evicts the stores, removes the empty folders and files an upload cache leaves behind
+  and the zip extractions of a process that was killed before it could remove them.
 """
 
 from __future__ import annotations
@@ -204,13 +204,14 @@ def disk_bytes(status: os.stat_result) -> int:
     return max(status.st_size, getattr(status, "st_blocks", 0) * 512)
 
 
-def remove_empty_folders(root: Path, older_than: float) -> int:
-    """Remove the empty folders directly under `root` that have not changed for `older_than` seconds; returns how
-    many. An upload cache that removes old files (Gradio's delete_cache) leaves their folders behind.
+def remove_empty_entries(root: Path, older_than: float) -> int:
+    """Remove the empty folders and empty files directly under `root` that have not changed for `older_than` seconds;
+    returns how many. An upload cache that removes old files (Gradio's delete_cache) leaves their folders behind, and
+    Gradio's gr.File leaves an empty temporary file there at every call (6.31), which nothing removes.
 
-    The age keeps a folder just made for a file that is about to be moved in. A writer that reuses a folder empty
-    for that long could still lose it in the instant between making sure it exists and moving its file in; the
-    move then fails and that one request with it."""
+    The age keeps a folder just made for a file that is about to be moved in, and a file being written. A writer that
+    reuses a folder empty for that long could still lose it in the instant between making sure it exists and moving
+    its file in; the move then fails and that one request with it."""
     removed, now = 0, time.time()
     try:
         entries = list(os.scandir(root))
@@ -218,9 +219,16 @@ def remove_empty_folders(root: Path, older_than: float) -> int:
         return 0
     for entry in entries:
         try:
-            if entry.is_dir(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+            status = entry.stat(follow_symlinks=False)
+            if now - status.st_mtime <= older_than:
+                continue
+            if entry.is_dir(follow_symlinks=False):
                 os.rmdir(entry.path)  # refuses a folder that is not empty
-                removed += 1
+            elif entry.is_file(follow_symlinks=False) and status.st_size == 0:
+                os.unlink(entry.path)
+            else:
+                continue
+            removed += 1
         except OSError:
             continue
     return removed
@@ -258,12 +266,12 @@ class DiskSweeper:
         self._thread: threading.Thread | None = None
 
     def sweep_once(self) -> None:
-        """Evict each store over its cap; remove the upload cache's empty folders (after one sweep interval) and
-        zip extractions older than the upload age (at least ORPHAN_MIN_AGE)."""
+        """Evict each store over its cap; remove the upload cache's empty folders and files (after one sweep
+        interval) and zip extractions older than the upload age (at least ORPHAN_MIN_AGE)."""
         for store in self.stores:
             store.evict()
         if self.upload_cache is not None:
-            remove_empty_folders(self.upload_cache, self.limits.sweep_every)
+            remove_empty_entries(self.upload_cache, self.limits.sweep_every)
         remove_stale_folders(self.temp_folder, ZIP_FOLDER_PREFIX, max(self.limits.cache_max_age, ORPHAN_MIN_AGE))
 
     def start(self) -> None:
