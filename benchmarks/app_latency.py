@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -75,7 +77,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(model_dir: Path | None, port: int, timeout: float = 60.0) -> tuple[subprocess.Popen, float]:
+def start_app(
+    model_dir: Path | None, port: int, temp_folder: Path, timeout: float = 60.0
+) -> tuple[subprocess.Popen, float]:
+    """`python app.py` with `temp_folder` as its temp folder (Gradio's uploads, previews); returns it and its start-up
+    time once the page answers."""
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
     if model_dir is not None:
         command += ["--no-bundled"] + [
@@ -85,7 +91,8 @@ def start_app(model_dir: Path | None, port: int, timeout: float = 60.0) -> tuple
             for argument in ("--model", str(model_dir / name))
         ]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    environment = {**os.environ, "TMPDIR": str(temp_folder)}
+    process = subprocess.Popen(command, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     url = f"http://127.0.0.1:{port}/"
     while time.perf_counter() - start < timeout:
         if process.poll() is not None:
@@ -127,7 +134,8 @@ def main() -> None:
     model = args.model
 
     port = free_port()
-    process, startup = start_app(args.model_dir, port)
+    temp_folder = tempfile.TemporaryDirectory(prefix="app_latency_")  # removed with what the server wrote in it
+    process, startup = start_app(args.model_dir, port, Path(temp_folder.name))
     results: dict[str, list[float]] = {"start-up (python app.py -> serving)": [startup]}
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -176,6 +184,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        temp_folder.cleanup()
 
     print(f"\n{'measurement':46s} {'median':>10s} {'target':>8s} {'runs':>5s}")
     for name, times in results.items():

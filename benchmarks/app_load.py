@@ -6,12 +6,12 @@
     python benchmarks/app_load.py --images 2 --query-share 0   # every request the same pair: identical outputs
     python benchmarks/app_load.py --reuse-ssl-context          # without gradio_client's per-call TLS setup cost
 
-Starts `app.py` in a subprocess on a free local port (its own GRADIO_TEMP_DIR, stderr kept to count server-side
-errors), measures single-client latency first, then runs N gradio_client workers, each in its own session,
-doing pair comparisons and queries against a small gallery it built, on small generated images. The clients
-download the output files, as gradio_client does by default. Stops by itself: at the time limit (extended, up to
---max-duration, until the warm-up and the 1,000-request memory window are done), at the request limit, or when a
-request outlives its timeout; the server is always terminated.
+Starts `app.py` in a subprocess on a free local port (its own GRADIO_TEMP_DIR and temp folder, in a folder removed
+at the end; stderr kept to count server-side errors), measures single-client latency first, then runs N
+gradio_client workers, each in its own session, doing pair comparisons and queries against a small gallery it
+built, on small generated images. The clients download the output files, as gradio_client does by default.
+Stops by itself: at the time limit (extended, up to --max-duration, until the warm-up and the 1,000-request memory
+window are done), at the request limit, or when a request outlives its timeout; the server is always terminated.
 
 Reports requests, errors by type, p50/p95/p99 latency, throughput, the single-client latency of the same run,
 server-side protocol errors from its log, and the server's RSS growth over 1,000 requests (after a warm-up),
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import random
 import statistics
@@ -84,12 +85,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, concurrency_limit: int, queue_size: int, workdir: Path, timeout: float = 120.0):
-    """app.main() in a subprocess with its own temp folder; returns (process, log path) once the page answers."""
+def start_server(
+    port: int,
+    concurrency_limit: int,
+    queue_size: int,
+    workdir: Path,
+    timeout: float = 120.0,
+    environment: dict[str, str] | None = None,
+):
+    """app.main() in a subprocess, with `environment` added to this one's, writing only under `workdir`: Gradio's
+    files in gradio/, everything else the server puts in the temp folder (previews, zip extractions) in tmp/.
+    Returns (process, log file, log path) once the page answers."""
     log_path = workdir / "server.log"
     log = log_path.open("wb")
     code = LAUNCHER.format(root=str(HERE), concurrency_limit=concurrency_limit, queue_size=queue_size, port=port)
-    environment = {**os.environ, "GRADIO_TEMP_DIR": str(workdir / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    (workdir / "tmp").mkdir(exist_ok=True)
+    environment = {
+        **os.environ,
+        **(environment or {}),
+        "GRADIO_TEMP_DIR": str(workdir / "gradio"),
+        "TMPDIR": str(workdir / "tmp"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     process = subprocess.Popen(
         [sys.executable, "-c", code], cwd=HERE, stdout=log, stderr=subprocess.STDOUT, env=environment
     )
@@ -108,6 +125,21 @@ def start_server(port: int, concurrency_limit: int, queue_size: int, workdir: Pa
     process.kill()
     log.close()
     raise TimeoutError(f"app.py did not answer on {url} within {timeout:.0f} s")
+
+
+def stop_server(process: subprocess.Popen, log, log_path: Path, keep_log: Path | None = None) -> str:
+    """Terminate the server (kill it after 15 s); returns its log, copied to `keep_log` when given."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    log.close()
+    server_log = log_path.read_text(errors="replace")
+    if keep_log:
+        keep_log.write_text(server_log)
+    return server_log
 
 
 @dataclass
@@ -308,16 +340,7 @@ def main() -> None:
             rss_before_load = server_rss_mb(process.pid)
             result = run_load(args, url, images, download_dir, process.pid)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
-        server_log = log_path.read_text(errors="replace")
-        if args.keep_log:
-            args.keep_log.write_text(server_log)
+            server_log = stop_server(process, log, log_path, args.keep_log)
 
     tally, elapsed = result["tally"], result["elapsed"]
     succeeded = sum(len(values) for values in tally.latencies.values())

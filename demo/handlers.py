@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo.inputs import file_paths, image_slot
-from demo.media import PREVIEW_IMAGES, browser_image, preview_file, side_by_side, thumbnail_file
+from demo.media import PREVIEW_IMAGES, browser_image, preview_file, side_by_side, thumbnail_files, thumbnail_png
 from demo.plots import distance_plot
 from demo.render import (
     gallery_summary,
@@ -84,7 +84,7 @@ class SimilarityApp:
         missing: dict[str, Path] | None = None,
     ):
         sources = ExampleSources(mnist_root, faces_root, download_faces)
-        self.service = SimilarityService(specs, sources, missing, notices=PageNotices(), picture=thumbnail_file)
+        self.service = SimilarityService(specs, sources, missing, notices=PageNotices(), picture=thumbnail_png)
         self.registry = self.service.registry
 
     # ----- model picker -----
@@ -162,7 +162,7 @@ class SimilarityApp:
             answer = self.service.rank_query(model_name, state, query, top_k)
         text = with_cautions(ranking_markdown(answer.ranking), answer.cautions)
         rows = ranking_rows(answer.ranking, answer.threshold)  # a saved gallery's match names are its relative paths
-        return answer.state, text, rows, match_thumbnails(answer.state, answer.ranking)
+        return answer.state, text, rows, thumbnail_files(match_thumbnails(answer.state, answer.ranking))
 
     # ----- tab 3: t-SNE map -----
 
@@ -191,4 +191,4 @@ class SimilarityApp:
 def gallery_outputs(state: GalleryState):
     """A built gallery's state, summary and first thumbnails with their labels."""
     preview = list(zip(state.thumbnails, state.labels, strict=True))[:PREVIEW_IMAGES]
-    return state, gallery_summary(state), preview
+    return state, gallery_summary(state), thumbnail_files(preview)

@@ -8,8 +8,8 @@ import gradio as gr
 
 from demo.examples import ExampleSets
 from demo.handlers import SimilarityApp
-from demo.media import register_preview_folder
-from demo.server import bundled_specs
+from demo.media import LIMITS, register_preview_folder
+from demo.server import bundled_specs, guard_temp_file_sets
 from demo.tabs import gallery as gallery_tab
 from demo.tabs import map as map_tab
 from demo.tabs import model as model_part
@@ -66,7 +66,8 @@ def build_demo(
     show_digits, show_faces = app.example_visibility(names[0] if names else None)
     examples = ExampleSets.load(app.service.references, show_digits, show_faces)
     register_preview_folder()
-    with gr.Blocks(title="Siamese image similarity") as demo:
+    # Gradio removes uploads and its copies of outputs older than the age, checked every quarter of it.
+    with gr.Blocks(title="Siamese image similarity", delete_cache=LIMITS.cache_schedule) as demo:
         picker = model_part.build(app, examples)
         pair_tab.build(app, picker.picker, examples)
         gallery = gallery_tab.build(app, picker.picker, examples)
@@ -74,5 +75,6 @@ def build_demo(
         model_part.wire(app, picker, examples, gallery.example_kind)
         demo.load(app.model_info, picker.picker, picker.about, api_visibility="private")
         demo.load(None, None, None, js=PAGE_JS)
+    guard_temp_file_sets(demo)
     demo.siamese_app = app  # tests and benchmarks reach the handlers through the demo
     return demo

@@ -1,4 +1,9 @@
-"""Image files the page shows: previews written once under their content's name, and uploads browsers can show."""
+"""Image files the page shows: previews written once under their content's name, and uploads browsers can show.
+
+Both live in bounded stores (siamese.serving.storage.FileStore): over the cap set by $SIAMESE_PREVIEW_CAP_MB the
+least recently used go first, never one used within $SIAMESE_PREVIEW_GRACE seconds. $SIAMESE_PREVIEW_DIR moves
+them (default: the temp folder).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,17 @@ from PIL import Image
 
 from siamese.data.images import open_image
 from siamese.serving import thumbnail
+from siamese.serving.storage import DiskLimits, FileStore
 
-PREVIEW_FOLDER = Path(tempfile.gettempdir()) / "siamese_previews"
+PREVIEW_DIR_ENV = "SIAMESE_PREVIEW_DIR"
+LIMITS = DiskLimits.from_environment()
+_ROOT = Path(os.environ.get(PREVIEW_DIR_ENV) or tempfile.gettempdir())
+PREVIEW_FOLDER = _ROOT / "siamese_previews"
+# PNG copies of uploads in formats browsers do not show. Not under PREVIEW_FOLDER: Gradio takes an upload box's value
+# back only from its own cache, so these must be copied there, which a static path would prevent.
+SHOWN_UPLOAD_FOLDER = _ROOT / "siamese_shown_uploads"
+PREVIEWS = FileStore(PREVIEW_FOLDER, LIMITS.preview_cap_bytes, LIMITS.preview_grace)
+SHOWN_UPLOADS = FileStore(SHOWN_UPLOAD_FOLDER, LIMITS.preview_cap_bytes, LIMITS.preview_grace)
 PREVIEW_IMAGES = 40  # gallery thumbnails shown under a gallery's summary
 # Formats every browser shows; others (.pgm, .tif, ...) are shown as a PNG copy.
 BROWSER_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
@@ -34,30 +48,32 @@ def register_preview_folder() -> None:
         gr.set_static_paths([PREVIEW_FOLDER])
 
 
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def preview_file(image: np.ndarray) -> str:
     """A (H, W, 3) or (H, W) image as a PNG named by its content, written once under a temporary name, then renamed.
 
     Gradio saves an array output by rewriting, in place, a file named by the image's hash, so two requests with
     the same preview truncate that file while a client may be downloading it (h11 "Too little data for declared
     Content-Length"; gradio-app/gradio#8878). A path output is copied into Gradio's cache atomically instead, and
-    this file never changes.
+    this file never changes; it stays in PREVIEWS for at least the grace period.
     """
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path = PREVIEW_FOLDER / f"{hashlib.sha256(data).hexdigest()}.png"
-    if not path.exists():
-        PREVIEW_FOLDER.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=PREVIEW_FOLDER, suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(staging, path)
-    return str(path)
+    return str(PREVIEWS.keep_bytes(png_bytes(image)))
 
 
-def thumbnail_file(image: Image.Image) -> str:
-    """A gallery reference's thumbnail as a preview file: shown in the gallery and among the matches."""
-    return preview_file(thumbnail(image))
+def thumbnail_png(image: Image.Image) -> bytes:
+    """A gallery reference's thumbnail as PNG bytes, what a session's gallery keeps of it (see thumbnail_files)."""
+    return png_bytes(thumbnail(image))
+
+
+def thumbnail_files(pictures: list[tuple[bytes, str]]) -> list[tuple[str, str]]:
+    """(thumbnail PNG, caption) pairs as (preview file, caption) for a gr.Gallery. The file is written again when
+    the store has removed it since, so a gallery kept in a session for hours still shows its thumbnails."""
+    return [(str(PREVIEWS.keep_bytes(data)), caption) for data, caption in pictures]
 
 
 def side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
@@ -74,15 +90,12 @@ def side_by_side(images: list[torch.Tensor], height: int = 112) -> np.ndarray:
 
 
 def browser_image(path: str) -> str:
-    """`path` itself when browsers show its format, else a PNG copy of it (in the temp folder, named after it)."""
+    """`path` itself when browsers show its format, else a PNG copy of it (named after it, in a bounded store)."""
     if Path(path).suffix.lower() in BROWSER_SUFFIXES:
         return path
-    image = open_image(path, name=Path(path).name)
+
+    def write(file) -> None:
+        open_image(path, name=Path(path).name).save(file, format="PNG")
+
     digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-    target = Path(tempfile.gettempdir()) / "siamese-previews" / digest / f"{Path(path).stem}.png"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial.png")
-        image.save(partial, format="PNG")
-        os.replace(partial, target)
-    return str(target)
+    return str(SHOWN_UPLOADS.keep(f"{digest}/{Path(path).stem}.png", write))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import platform
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from demo.media import LIMITS, PREVIEWS, SHOWN_UPLOADS
 from siamese.data import examples as example_data
 from siamese.serving import ModelSpec
+from siamese.serving.storage import DiskSweeper
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_MODELS = {"mnist": ROOT / "pretrained" / "mnist", "faces": ROOT / "pretrained" / "faces"}
@@ -53,7 +56,8 @@ def model_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], dict[str, Pa
 
 
 def launch_options(host: str | None = None, port: int | None = None, share: bool = False) -> dict:
-    """The keyword arguments for demo.launch(): upload limit, and the example cache as an allowed path."""
+    """The keyword arguments for demo.launch(): upload limit, the example cache as an allowed path, and the disk
+    sweep for as long as the server runs."""
     return {
         "server_name": host,
         "server_port": port,
@@ -61,7 +65,48 @@ def launch_options(host: str | None = None, port: int | None = None, share: bool
         "max_file_size": MAX_FILE_SIZE,
         "allowed_paths": [str(example_data.cache_dir())],
         "show_error": True,
+        "app_kwargs": {"lifespan": disk_sweep_lifespan()},
     }
+
+
+class SnapshotSet(set):
+    """A set that is iterated over a copy of itself, so that another thread may add to it meanwhile."""
+
+    def __iter__(self):
+        return iter(set.copy(self))  # copied in C under the GIL: no request thread adds halfway
+
+
+def guard_temp_file_sets(demo: gr.Blocks) -> None:
+    """Make Gradio's delete_cache survive load: its sets of temporary files become SnapshotSets.
+
+    Gradio 6.31 walks each set in a worker thread while requests add uploads and outputs to them; the first time a
+    set changes size under the walk, RuntimeError ends the schedule, and no file is removed again until a restart
+    (benchmarks/app_disk.py: after 2,000 pairs, every upload was still there). Call once the page is built."""
+    guarded = {id(files): SnapshotSet(files) for files in demo.temp_file_sets}
+    demo.temp_file_sets = [guarded[id(files)] for files in demo.temp_file_sets]
+    demo.upload_file_set = guarded[id(demo.upload_file_set)]
+    for block in demo.blocks.values():
+        if id(getattr(block, "temp_files", None)) in guarded:
+            block.temp_files = guarded[id(block.temp_files)]
+
+
+def disk_sweep_lifespan():
+    """A lifespan for Gradio's FastAPI app: the preview stores and Gradio's upload folder swept while it serves.
+
+    gr.Blocks(delete_cache=...) removes Gradio's old files but not their folders, nor the empty file gr.File leaves at
+    every call; the sweep removes those, evicts the preview stores (counting files other processes wrote there), and
+    removes zip extractions a killed process left behind."""
+    sweeper = DiskSweeper(LIMITS, [PREVIEWS, SHOWN_UPLOADS], Path(gr.utils.get_upload_folder()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+
+    return lifespan
 
 
 def serve_in_background(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:

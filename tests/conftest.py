@@ -1,13 +1,34 @@
-"""Shared fixtures: where the real data lives when this checkout sits beside ../shared."""
+"""Shared fixtures: where the real data lives when this checkout sits beside ../shared, and one temporary folder for
+what the app writes during the run (Gradio's uploads, previews), removed at the end."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Set before any test module imports the app (demo.media reads them on import); servers the tests start inherit them.
+APP_FOLDERS = {"GRADIO_TEMP_DIR": "gradio", "SIAMESE_PREVIEW_DIR": "previews"}
+_created: list[Path] = []
+
+
+def pytest_configure(config):
+    unset = {name: part for name, part in APP_FOLDERS.items() if not os.environ.get(name)}
+    if unset:
+        folder = Path(tempfile.mkdtemp(prefix="siamese-tests-"))
+        _created.append(folder)
+        for name, part in unset.items():
+            os.environ[name] = str(folder / part)
+
+
+def pytest_unconfigure(config):
+    for folder in _created:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,8 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 
 import app  # noqa: E402
-from demo.media import PREVIEW_FOLDER  # noqa: E402
+from demo.media import LIMITS, PREVIEW_FOLDER  # noqa: E402
+from demo.server import SnapshotSet, launch_options  # noqa: E402
 from scripts.standin_models import make_standin  # noqa: E402
 from siamese.data import examples as example_data  # noqa: E402
 
@@ -87,6 +88,21 @@ def test_previews_are_served_from_where_they_were_written_not_copied(client, dig
     app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
     registered = [path for path in _StaticFiles.all_paths if path == PREVIEW_FOLDER.resolve()]
     assert len(registered) == 1
+
+
+def test_gradio_removes_old_uploads_and_a_sweep_runs_while_the_app_serves():
+    """The upload cache is cleared on the schedule the README states (gr.Blocks(delete_cache=...)); the lifespan
+    starts the sweep of what Gradio leaves (empty folders) and of the preview stores."""
+    demo = app.build_demo([app.ModelSpec("mnist", str(app.BUNDLED_MODELS["mnist"]))])
+    assert demo.delete_cache == LIMITS.cache_schedule == (LIMITS.sweep_every, LIMITS.cache_max_age)
+    assert callable(launch_options()["app_kwargs"]["lifespan"])
+    # Gradio walks these sets in a thread while requests add to them: a plain set raises there, once and for all.
+    assert all(isinstance(files, SnapshotSet) for files in demo.temp_file_sets)
+    assert any(files is demo.upload_file_set for files in demo.temp_file_sets)
+    growing = SnapshotSet({"upload"})
+    for name in growing:
+        growing.add(name + "-next")  # a plain set: RuntimeError, "Set changed size during iteration"
+    assert growing == {"upload", "upload-next"}
 
 
 def test_gradio_refreshes_its_event_analytics_every_200_events_not_every_event():

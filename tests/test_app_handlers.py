@@ -196,6 +196,18 @@ def test_gallery_ranks_a_query_against_brute_force(similarity_app, digit_files):
     assert verdict.startswith(expected_head)
 
 
+def test_gallery_thumbnails_removed_from_the_preview_store_are_written_again_when_shown(similarity_app, digit_files):
+    """A session keeps its gallery for as long as it likes; the store may drop the thumbnails' files meanwhile."""
+    files = [str(digit_files["0"][0]), str(digit_files["1"][0])]
+    state, _, preview = similarity_app.build_gallery("mnist", files)
+    contents = {path: Path(path).read_bytes() for path, _ in preview}
+    for path in contents:
+        Path(path).unlink()
+    _, _, _, matches = similarity_app.rank_query("mnist", state, None, files[1], 2)
+    assert {path for path, _ in matches} == set(contents)
+    assert all(Path(path).read_bytes() == contents[path] for path, _ in matches)
+
+
 def test_gallery_labels_can_come_from_captions(similarity_app, digit_files):
     files = [str(digit_files["0"][0]), str(digit_files["1"][0])]
     state, _, _ = similarity_app.build_gallery("mnist", files, "zero, one")

@@ -228,11 +228,11 @@ def test_zips_over_the_caps_are_refused(similarity_app, digit_paths, tmp_path, m
     from siamese.data import uploads
 
     many = make_zip(tmp_path / "many.zip", {f"c/{index}.png": png(digit_paths[1]) for index in range(5)})
-    with pytest.raises(uploads.UploadError, match="holds 5 images"):
-        uploads.expand_uploads([many], max_files=4)
+    with pytest.raises(uploads.UploadError, match="holds 5 images"), uploads.expanded_uploads([many], max_files=4):
+        pass
     big = make_zip(tmp_path / "big.zip", {"c/big.png": b"\0" * 4096})
-    with pytest.raises(uploads.UploadError, match="unpacks to"):
-        uploads.expand_uploads([big], max_total_bytes=1000)
+    with pytest.raises(uploads.UploadError, match="unpacks to"), uploads.expanded_uploads([big], max_total_bytes=1000):
+        pass
     with pytest.raises(gr.Error, match="not a readable zip"):
         similarity_app.build_gallery("mnist", [save_bytes(tmp_path / "fake.zip", b"not a zip")])
 

@@ -56,28 +56,33 @@ def test_captions_give_one_label_per_image_or_say_which_is_missing():
         caption_labels("zero", 2)
 
 
+def labels_of(paths: list[str], captions: str | None = None) -> list[str]:
+    with LabelledUploads.opened(paths, captions) as uploads:
+        return uploads.labels
+
+
 def test_uploads_are_labelled_by_caption_then_folder_then_file_name(tmp_path):
     files = [save_noise(tmp_path / "alice_1.png", 0), save_noise(tmp_path / "bob_2.png", 1)]
-    assert LabelledUploads.from_files(files).labels == ["alice", "bob"]
-    assert LabelledUploads.from_files(files, "x, y").labels == ["x", "y"]
+    assert labels_of(files) == ["alice", "bob"]
+    assert labels_of(files, "x, y") == ["x", "y"]
     (tmp_path / "people" / "carol").mkdir(parents=True)
     save_noise(tmp_path / "people" / "carol" / "anything.png", 2)
-    assert LabelledUploads.from_files([str(tmp_path / "people")]).labels == ["carol"]
+    assert labels_of([str(tmp_path / "people")]) == ["carol"]
 
 
 def test_empty_foreign_and_oversized_uploads_are_refused(tmp_path):
     with pytest.raises(GalleryError, match="The gallery is empty"):
-        LabelledUploads.from_files([])
+        labels_of([])
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "notes.txt").write_text("no image")
     with pytest.raises(GalleryError, match="holds no image files"):
-        LabelledUploads.from_files([str(tmp_path / "texts")])
+        labels_of([str(tmp_path / "texts")])
     image = save_noise(tmp_path / "a_1.png", 0)
     with pytest.raises(GalleryError, match=f"at most {MAX_GALLERY_IMAGES} images; {MAX_GALLERY_IMAGES + 1} were"):
-        LabelledUploads.from_files([image] * (MAX_GALLERY_IMAGES + 1))
+        labels_of([image] * (MAX_GALLERY_IMAGES + 1))
     (tmp_path / "fake.zip").write_bytes(b"not a zip")
     with pytest.raises(UploadError, match="not a readable zip"):
-        LabelledUploads.from_files([str(tmp_path / "fake.zip")])
+        labels_of([str(tmp_path / "fake.zip")])
 
 
 def test_duplicates_are_dropped_conflicts_kept_and_unusable_files_skipped(tmp_path):

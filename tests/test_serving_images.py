@@ -44,6 +44,11 @@ def test_the_usability_limits_are_inclusive():
         open_usable_image(faint, "flat.png")
 
 
+def test_an_upload_the_server_has_removed_says_to_upload_it_again(tmp_path):
+    with pytest.raises(ImageError, match="pair_a.png is no longer on the server.*upload it again"):
+        open_usable_image(str(tmp_path / "0a1b" / "pair_a.png"), "pair_a.png")
+
+
 @pytest.mark.parametrize("preprocessing", [DIGITS_PREPROCESSING, FACES])
 def test_a_usable_image_is_prepared_exactly_as_prepare_image_does(preprocessing, tmp_path):
     path = tmp_path / "digit.png"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,65 @@ def test_a_gallery_re_embeds_for_another_model_only_what_that_model_has_not_embe
 def test_a_gallery_of_one_label_says_it_has_no_margin(service, digit_files):
     service.build_gallery("mnist", [digit_files[1]])
     assert "single label ('1')" in service.notices.warnings[-1]
+
+
+@pytest.fixture
+def temp_folder(tmp_path, monkeypatch) -> Path:
+    """The temp folder the library extracts zips into, for this test alone (no other process writes there)."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def zip_of(path: Path, entries: dict[str, str | bytes]) -> str:
+    """A .zip holding each entry: a file's contents (a path) or the bytes given."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data if isinstance(data, bytes) else Path(data).read_bytes())
+    return str(path)
+
+
+def test_a_zip_gallery_leaves_no_folder_behind_whether_embedding_succeeds_or_fails(
+    service, digit_files, tmp_path, temp_folder, monkeypatch
+):
+    archive = zip_of(tmp_path / "people.zip", {"zero/a.png": digit_files[0], "one/b.png": digit_files[1]})
+    state = service.build_gallery("mnist", [archive])
+    assert sorted(state.labels) == ["one", "zero"] and list(temp_folder.iterdir()) == []
+    unusable = zip_of(tmp_path / "texts.zip", {"zero/a.png": b"not an image"})
+    with pytest.raises(GalleryError, match="None of the uploaded files is a usable image"):
+        service.build_gallery("mnist", [unusable])
+    assert list(temp_folder.iterdir()) == []
+    seen = []
+
+    def failing_encode(model_name, model, images):
+        seen.extend(temp_folder.iterdir())  # the extraction, while its images are embedded
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(service.embeddings, "encode", failing_encode)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        service.build_gallery("mnist", [archive])
+    assert len(seen) == 1 and seen[0].name.startswith("siamese-zip-") and not seen[0].exists()
+    assert list(temp_folder.iterdir()) == []
+
+
+def test_a_zip_gallery_is_extracted_again_for_another_model_and_removed_again(
+    service, digit_files, tmp_path, temp_folder
+):
+    archive = zip_of(tmp_path / "people.zip", {"zero/a.png": digit_files[0], "two/c.png": digit_files[2]})
+    state = service.build_gallery("mnist", [archive])
+    answer = service.rank_query("faces", state, ImageSlot(None, [digit_files[2]], "query"), top_k=2)
+    assert answer.state.model_name == "faces" and sorted(answer.state.labels) == ["two", "zero"]
+    assert list(temp_folder.iterdir()) == []
+
+
+def test_a_gallery_whose_uploads_were_removed_says_so_instead_of_re_embedding(service, digit_files, tmp_path):
+    copies = []
+    for digit in (0, 1):
+        copies.append(tmp_path / f"{digit}_1.png")
+        copies[-1].write_bytes(Path(digit_files[digit]).read_bytes())
+    state = service.build_gallery("mnist", [str(path) for path in copies])
+    copies[0].unlink()  # as the server's upload cache does after a while
+    with pytest.raises(GalleryError, match="no longer on the server.*pick `mnist` again, or build the gallery again"):
+        service.rank_query("faces", state, ImageSlot(None, [digit_files[1]], "query"))
+    assert len(service.rank_query("mnist", state, ImageSlot(None, [digit_files[1]], "query")).ranking.matches) == 2

@@ -3,7 +3,9 @@
 A file inside a class folder takes the folder's name as its label (`alice/1.png` -> "alice"); a
 loose file has no label here (the caller names it from the file name). A .zip is extracted entry
 by entry into a fresh temporary folder, after every entry has been checked: absolute names, `..`,
-links, too many files or too many bytes are refused before anything is written.
+links, too many files or too many bytes are refused before anything is written. The folder lasts
+as long as the `with` block that uses it (`extracted_zip`, `expanded_uploads`): a server that
+unpacks galleries for months keeps none of them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+ZIP_FOLDER_PREFIX = "siamese-zip-"  # extraction folders in the temp folder (a sweep finds those a killed process left)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pbm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_FILES = 1000
 MAX_TOTAL_BYTES = 200 * 2**20  # 200 MiB unpacked, over a whole upload
@@ -35,23 +40,31 @@ class LabelledFile:
     name: str
 
 
-def expand_uploads(
+@contextmanager
+def expanded_uploads(
     paths: list[str], max_files: int = MAX_FILES, max_total_bytes: int = MAX_TOTAL_BYTES
-) -> list[LabelledFile]:
-    """Loose files as they are, folders and .zip archives as the image files of their class sub-folders."""
-    files: list[LabelledFile] = []
-    for path in paths:
-        source = Path(path)
-        if source.is_dir():
-            files += folder_files(source)
-        elif source.suffix.lower() == ".zip":
-            files += folder_files(extract_zip(source, max_files, max_total_bytes), archive=source.name)
-        else:
-            files.append(LabelledFile(str(source), None, source.name))
-            continue  # loose files are counted by the caller, which says how many came
-        if len(files) > max_files:
-            raise UploadError(f"a gallery holds at most {max_files} images; {source.name} brings the upload past that")
-    return files
+) -> Iterator[list[LabelledFile]]:
+    """Loose files as they are, folders and .zip archives as the image files of their class sub-folders.
+
+    The files of a .zip lie in a temporary folder that is removed when the `with` block ends, however it ends.
+    """
+    with ExitStack() as extractions:
+        files: list[LabelledFile] = []
+        for path in paths:
+            source = Path(path)
+            if source.is_dir():
+                files += folder_files(source)
+            elif source.suffix.lower() == ".zip":
+                folder = extractions.enter_context(extracted_zip(source, max_files, max_total_bytes))
+                files += folder_files(folder, archive=source.name)
+            else:
+                files.append(LabelledFile(str(source), None, source.name))
+                continue  # loose files are counted by the caller, which says how many came
+            if len(files) > max_files:
+                raise UploadError(
+                    f"a gallery holds at most {max_files} images; {source.name} brings the upload past that"
+                )
+        yield files
 
 
 def folder_files(root: Path, archive: str | None = None) -> list[LabelledFile]:
@@ -83,8 +96,18 @@ def check_entry_name(name: str) -> PurePosixPath:
     return path
 
 
-def extract_zip(archive: Path, max_files: int = MAX_FILES, max_total_bytes: int = MAX_TOTAL_BYTES) -> Path:
-    """Extract the image entries of `archive` into a new temporary folder, after checking every entry."""
+@contextmanager
+def extracted_zip(archive: Path, max_files: int = MAX_FILES, max_total_bytes: int = MAX_TOTAL_BYTES) -> Iterator[Path]:
+    """The image entries of `archive` in a new temporary folder, after checking every entry; the folder and all in
+    it are removed when the `with` block ends, also when extracting or what the block does fails."""
+    target = _extract_zip(archive, max_files, max_total_bytes)
+    try:
+        yield target
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _extract_zip(archive: Path, max_files: int, max_total_bytes: int) -> Path:
     try:
         with zipfile.ZipFile(archive) as opened:
             entries = [entry for entry in opened.infolist() if not entry.is_dir()]
@@ -105,7 +128,7 @@ def extract_zip(archive: Path, max_files: int = MAX_FILES, max_total_bytes: int 
                     f"{archive.name} unpacks to {declared / 2**20:.0f} MiB; at most {max_total_bytes / 2**20:.0f} MiB "
                     "are accepted"
                 )
-            target = Path(tempfile.mkdtemp(prefix="siamese-zip-"))
+            target = Path(tempfile.mkdtemp(prefix=ZIP_FOLDER_PREFIX))
             try:
                 _write_entries(opened, images, target, max_total_bytes)
             except BaseException:

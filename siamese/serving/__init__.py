@@ -7,7 +7,14 @@ requests with all of them. The Gradio app in `demo/` renders what it returns.
 """
 
 from siamese.serving.cache import EmbeddingCache, image_digest
-from siamese.serving.gallery import MAX_GALLERY_IMAGES, GalleryImages, GalleryState, LabelledUploads, caption_labels
+from siamese.serving.gallery import (
+    MAX_GALLERY_IMAGES,
+    GalleryImages,
+    GallerySource,
+    GalleryState,
+    LabelledUploads,
+    caption_labels,
+)
 from siamese.serving.images import (
     ImageSlot,
     check_example_domain,
@@ -48,6 +55,7 @@ __all__ = [
     "GalleryAnswer",
     "GalleryError",
     "GalleryImages",
+    "GallerySource",
     "GalleryState",
     "ImageSlot",
     "InputError",

@@ -3,7 +3,8 @@ duplicates and conflicting labels, and the session's gallery between queries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from siamese.data.images import ImageError, prepare_image
-from siamese.data.uploads import expand_uploads
+from siamese.data.uploads import expanded_uploads
 from siamese.search.gallery import Gallery, label_from_filename
 from siamese.search.index import GalleryIndex
 from siamese.serving.cache import image_digest
@@ -21,19 +22,33 @@ from siamese.serving.messages import GalleryError, Notices
 MAX_GALLERY_IMAGES = 1000
 
 
+@dataclass(frozen=True)
+class GallerySource:
+    """What a gallery was built from: the uploaded files, folders and .zip archives, and the captions.
+
+    A gallery is built again from its source when the model changes: the images a .zip unpacks to are removed as
+    soon as they are embedded, and a server removes old uploads too (then `missing` names them).
+    """
+
+    paths: list[str]
+    captions: str | None = None
+
+    def missing(self) -> list[str]:
+        return [path for path in self.paths if not Path(path).exists()]
+
+
 @dataclass
 class GalleryState:
     """A session's gallery: embeddings with labels (`gallery`) and a small picture of each reference.
 
-    `paths` are the files it was embedded from, so it can be re-embedded when the model changes;
-    a saved gallery file from `siamese embed` (`index`, any size) has neither images nor `gallery`
-    and stays tied to `model_name`.
+    `source` is what it was built from, so it can be built again when the model changes; a saved gallery file from
+    `siamese embed` (`index`, any size) has neither images nor `gallery` and stays tied to `model_name`.
     """
 
     model_name: str
     gallery: Gallery | None
     thumbnails: list  # one picture per reference, as the server keeps it (see GalleryImages.sort's `picture`)
-    paths: list[str] | None = None
+    source: GallerySource | None = None
     index: GalleryIndex | None = None
 
     @property
@@ -69,29 +84,27 @@ class LabelledUploads:
     names: list[str]
 
     @classmethod
-    def from_files(cls, paths: list[str], captions: str | None = None) -> LabelledUploads:
-        """Uploaded files, folders and .zip archives expanded to images. Labels: the captions (one per image), else
-        the class folder, else the file name. A GalleryError or UploadError says what is wrong with the upload."""
+    @contextmanager
+    def opened(cls, paths: list[str], captions: str | None = None) -> Iterator[LabelledUploads]:
+        """Uploaded files, folders and .zip archives expanded to images, for the `with` block (what a .zip unpacks to
+        is removed when it ends). Labels: the captions (one per image), else the class folder, else the file name.
+        A GalleryError or UploadError says what is wrong with the upload."""
         if not paths:
             raise GalleryError(
                 "The gallery is empty: upload images (labels from names like alice_1.png), or a .zip or folder "
                 "with one sub-folder per label."
             )
-        uploads = expand_uploads(paths, max_files=MAX_GALLERY_IMAGES)
-        if not uploads:
-            raise GalleryError("The upload holds no image files (.png, .jpg, .pgm, ...), so the gallery is empty.")
-        if len(uploads) > MAX_GALLERY_IMAGES:
-            raise GalleryError(f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(uploads)} were uploaded.")
-        labels = caption_labels(captions, len(uploads)) or [
-            upload.label or label_from_filename(Path(upload.name).name) for upload in uploads
-        ]
-        return cls([upload.path for upload in uploads], labels, [upload.name for upload in uploads])
-
-    @classmethod
-    def from_example_files(cls, paths: list[str]) -> LabelledUploads:
-        """Example files named `<label>_<n>.png`."""
-        names = [Path(path).name for path in paths]
-        return cls(list(paths), [label_from_filename(name) for name in names], names)
+        with expanded_uploads(paths, max_files=MAX_GALLERY_IMAGES) as uploads:
+            if not uploads:
+                raise GalleryError("The upload holds no image files (.png, .jpg, .pgm, ...), so the gallery is empty.")
+            if len(uploads) > MAX_GALLERY_IMAGES:
+                raise GalleryError(
+                    f"A gallery holds at most {MAX_GALLERY_IMAGES} images; {len(uploads)} were uploaded."
+                )
+            labels = caption_labels(captions, len(uploads)) or [
+                upload.label or label_from_filename(Path(upload.name).name) for upload in uploads
+            ]
+            yield cls([upload.path for upload in uploads], labels, [upload.name for upload in uploads])
 
 
 @dataclass

@@ -21,6 +21,9 @@ THUMBNAIL_SIZE = 96
 
 def open_usable_image(source, name: str) -> Image.Image:
     """Decode an image and refuse the ones nothing can be learned from: too small, too thin, or one flat colour."""
+    if isinstance(source, str | Path) and not Path(source).exists():
+        # A page left open outlives its uploads: the server removes them after a while (DiskLimits.cache_max_age).
+        raise ImageError(f"{name} is no longer on the server (uploads are kept for a while only): upload it again")
     image = open_image(source, name=name)
     width, height = image.size
     if min(width, height) < MIN_SIDE:

@@ -23,6 +23,7 @@ from siamese.serving.cache import EmbeddingCache
 from siamese.serving.gallery import (
     MAX_GALLERY_IMAGES,
     GalleryImages,
+    GallerySource,
     GalleryState,
     LabelledUploads,
     single_label_warning,
@@ -104,8 +105,11 @@ class SimilarityService:
     # ----- galleries -----
 
     def build_gallery(self, model_name: str | None, paths: list[str], captions: str | None = "") -> GalleryState:
-        """Uploaded files, folders or .zip archives embedded as a gallery (see LabelledUploads.from_files)."""
-        return self.embed_gallery(model_name, LabelledUploads.from_files(paths, captions))
+        """Uploaded files, folders or .zip archives embedded as a gallery (see LabelledUploads.opened). What a .zip
+        unpacks to is removed as soon as it is embedded, also when embedding fails; the pictures kept are copies."""
+        source = GallerySource(list(paths), captions or None)
+        with LabelledUploads.opened(source.paths, source.captions) as uploads:
+            return self.embed_gallery(model_name, uploads, source)
 
     def example_gallery(self, model_name: str | None, example_kind: str, per_label: int) -> GalleryState:
         """A gallery of `per_label` example images per class, from the built-in examples of the model's domain."""
@@ -124,7 +128,7 @@ class SimilarityService:
         labels = len(examples.class_names)
         per_label = int(min(max(int(per_label), 1), MAX_GALLERY_IMAGES // labels))
         paths = example_data.gallery_examples(examples, per_label=per_label, labels=labels)
-        return self.embed_gallery(model_name, LabelledUploads.from_example_files(paths))
+        return self.build_gallery(model_name, paths)  # named <label>_<n>.png: labelled as such uploads would be
 
     def saved_gallery(self, model_name: str | None, paths: list[str]) -> GalleryState:
         """A gallery file written by `siamese embed`: any size, searched through its index, no re-embedding."""
@@ -133,10 +137,13 @@ class SimilarityService:
         model = self.registry.get(model_name)
         index = GalleryIndex.load(paths[0])
         index.check_model(None, model.embedding_dim)
-        return GalleryState(model_name, None, [], None, index=index)
+        return GalleryState(model_name, None, [], index=index)
 
-    def embed_gallery(self, model_name: str | None, uploads: LabelledUploads) -> GalleryState:
-        """The usable, distinct uploads embedded with the model (from the cache where it embedded them before)."""
+    def embed_gallery(
+        self, model_name: str | None, uploads: LabelledUploads, source: GallerySource | None = None
+    ) -> GalleryState:
+        """The usable, distinct uploads embedded with the model (from the cache where it embedded them before);
+        `source`, what they came from, is kept to build the gallery again for another model."""
         model = self.registry.get(model_name)
         kept = GalleryImages.sort(uploads, model.preprocessing, self.notices, self.picture)
         embeddings = self.embeddings.encode(model_name, model, kept.images)  # (N, D)
@@ -144,7 +151,7 @@ class SimilarityService:
         warning = single_label_warning(gallery)
         if warning:
             self.notices.warning(warning)
-        return GalleryState(model_name, gallery, kept.pictures, kept.uploads.paths)
+        return GalleryState(model_name, gallery, kept.pictures, source)
 
     def rank_query(
         self, model_name: str | None, state: GalleryState | None, query: ImageSlot, top_k: int = 5
@@ -156,19 +163,27 @@ class SimilarityService:
         if state.index is not None:
             return self._rank_in_saved_gallery(model_name, model, state, query, top_k)
         if state.model_name != model_name:
-            if state.paths is None:
-                raise GalleryError(
-                    f"This gallery was embedded with `{state.model_name}` and has no images to re-embed: pick "
-                    f"`{state.model_name}` again, or build a new gallery."
-                )
-            self.notices.info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
-            uploads = LabelledUploads(state.paths, state.labels, state.names)
-            state = self.embed_gallery(model_name, uploads)
+            state = self._rebuild_gallery(model_name, state)
         embedding = model.encode(query.prepare(model_name, model).unsqueeze(0))  # (1, D)
         threshold, margin = gallery_thresholds(model)
         ranking = state.gallery.rank(embedding[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
         cautions = self.checks.cautions(model_name, model, embedding, ["the query"])
         return GalleryAnswer(state, ranking, threshold, cautions)
+
+    def _rebuild_gallery(self, model_name: str | None, state: GalleryState) -> GalleryState:
+        if state.source is None:
+            raise GalleryError(
+                f"This gallery was embedded with `{state.model_name}` and has no images to re-embed: pick "
+                f"`{state.model_name}` again, or build a new gallery."
+            )
+        if state.source.missing():
+            raise GalleryError(
+                f"This gallery was embedded with `{state.model_name}`, and the files it was built from are no longer "
+                f"on the server (it keeps uploads for a while only), so `{model_name}` cannot embed it: pick "
+                f"`{state.model_name}` again, or build the gallery again."
+            )
+        self.notices.info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
+        return self.build_gallery(model_name, state.source.paths, state.source.captions)
 
     def _rank_in_saved_gallery(self, model_name, model, state: GalleryState, query: ImageSlot, top_k: int):
         if model_name != state.model_name:
