@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +20,8 @@ SAMPLERS: Registry = Registry("sampler")
 class Sampler:
     """The number of steps in an epoch, and the epoch's index batches."""
 
-    steps: object  # (config, train_size, class_count) -> int
-    batches: object  # (config, labels, generator) -> Iterator[torch.Tensor]
+    steps: Callable[[TrainConfig, int, int | None], int]
+    batches: Callable[[TrainConfig, torch.Tensor, torch.Generator], Iterator[torch.Tensor]]
 
 
 def _shuffle_steps(config: TrainConfig, train_size: int, class_count: int | None) -> int:
