@@ -178,6 +178,10 @@ def prepare_image(source, preprocessing: dict, name: str | None = None) -> torch
     For a face model (`kind` "aligned_faces") that is the aligned chip of the photo's largest face.
     """
     if preprocessing.get("kind") == ALIGNED_FACES:
-        chip = find_face(source, name).chip  # (150, 150, 3)
-        return torch.from_numpy(chip.copy()).permute(2, 0, 1).contiguous()  # (3, 150, 150)
+        return chip_to_tensor(find_face(source, name).chip)
     return image_to_tensor(open_image(source, name=name), preprocessing)
+
+
+def chip_to_tensor(chip: np.ndarray) -> torch.Tensor:
+    """An aligned face chip (150, 150, 3) uint8 as a face model's input, uint8 (3, 150, 150)."""
+    return torch.from_numpy(chip.copy()).permute(2, 0, 1).contiguous()  # (3, 150, 150)

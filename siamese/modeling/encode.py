@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from siamese.data.datasets import to_float
-from siamese.data.images import ImageError, prepare_image
+from siamese.data.images import ImageError, NoFaceError, prepare_image
 from siamese.runtime.precision import autocast_context
 
 
@@ -38,21 +38,35 @@ def _tensor_to_array(image: torch.Tensor) -> np.ndarray:
     return array.numpy()
 
 
-def prepare_images(images, preprocessing: dict, image_size: tuple[int, int], channels: int) -> torch.Tensor:
+def prepare_images(
+    images, preprocessing: dict, image_size: tuple[int, int], channels: int, skip_no_face: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, list[int]]:
     """Any supported images -> uint8 (N, C, H, W) in the model's input form.
 
     uint8 tensors that already have the model's shape are taken as prepared; everything else is
-    decoded and brought to the model's form by `siamese.data.images.prepare_image`.
+    decoded and brought to the model's form by `siamese.data.images.prepare_image`. A photo in which a face
+    model finds no face raises NoFaceError, unless `skip_no_face`: then it is left out, and the positions of the
+    images kept come back too, as (images (K, C, H, W), kept).
     """
-    prepared = []
+    prepared, kept = [], []
     for position, image in enumerate(_as_list(images)):
         name = str(image) if isinstance(image, str | Path) else f"image {position}"
         if isinstance(image, torch.Tensor):
             if image.dtype == torch.uint8 and tuple(image.shape) == (channels, *image_size):
                 prepared.append(image.cpu())
+                kept.append(position)
                 continue
             image = _tensor_to_array(image)
-        prepared.append(prepare_image(image, preprocessing, name=name))
+        try:
+            prepared.append(prepare_image(image, preprocessing, name=name))
+        except NoFaceError:
+            if not skip_no_face:
+                raise
+            continue
+        kept.append(position)
+    if skip_no_face:
+        batch = torch.stack(prepared) if prepared else torch.zeros(0, channels, *image_size, dtype=torch.uint8)
+        return batch, kept  # (K, C, H, W)
     if not prepared:
         raise ImageError("no images were given")
     return torch.stack(prepared)  # (N, C, H, W)

@@ -134,22 +134,28 @@ class EmbeddingNet(
         device: str | torch.device | None = None,
         precision: str = "fp32",
         on_device: bool = False,
-    ) -> torch.Tensor:
+        skip_no_face: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[int]]:
         """Embeddings (N, D) of file paths, PIL images, numpy arrays or tensors, preprocessed as saved.
 
         The one way to embed. Unit length for models trained with `normalize` (all the bundled ones). A uint8
         batch (N, C, H, W) already in the model's input form goes straight in. float32 on the CPU, or on the
-        model's device with `on_device`.
+        model's device with `on_device`. A face model raises NoFaceError for a photo with no face found, unless
+        `skip_no_face` (for batches of examples): then such photos are left out and (embeddings (K, D), kept)
+        comes back, `kept` the positions of the photos embedded.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         model = self if device is None else self.to(device)
         shape = (self.in_channels, *self.image_size)
         if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and tuple(images.shape[1:]) == shape:
-            batch = images  # (N, C, H, W), already in the model's input form: no per-image copies
+            batch, kept = images, list(range(images.shape[0]))  # (N, C, H, W), already in the model's input form
+        elif skip_no_face:
+            batch, kept = prepare_images(images, self.preprocessing, self.image_size, self.in_channels, True)
         else:
             batch = prepare_images(images, self.preprocessing, self.image_size, self.in_channels)  # (N, C, H, W)
-        return embed_prepared(model, batch, self.preprocessing, batch_size, precision, on_device)  # (N, D)
+        embeddings = embed_prepared(model, batch, self.preprocessing, batch_size, precision, on_device)  # (N, D)
+        return (embeddings, kept) if skip_no_face else embeddings
 
     def similarity(self, first, second) -> torch.Tensor:
         """Distances (N, M) between the embeddings of two sets of images: smaller is more similar."""
