@@ -1,12 +1,14 @@
 """Serving models to people: the rules that decide a similarity server's answers, with no web framework.
 
-Which images are usable and which input is in use (`images`), the models offered and their thresholds
-(`models`), gallery labels, duplicates and conflicts (`gallery`), the embedding cache (`cache`), the
-out-of-distribution caution (`references`), t-SNE maps (`maps`), and `SimilarityService`, which answers
-requests with all of them. The Gradio app in `demo/` renders what it returns.
+Which images are usable and which input is in use (`images`), the faces a face model uses and names
+(`faces`), the models offered and their thresholds (`models`), gallery labels, duplicates and conflicts
+(`gallery`), the embedding cache (`cache`), the out-of-distribution caution (`references`), t-SNE maps
+(`maps`), and `SimilarityService`, which answers requests with all of them. The Gradio app in `demo/` renders
+what it returns.
 """
 
 from siamese.serving.cache import EmbeddingCache, image_digest
+from siamese.serving.faces import NamedFace, name_faces, used_face_note
 from siamese.serving.gallery import (
     MAX_GALLERY_IMAGES,
     GalleryImages,
@@ -17,10 +19,14 @@ from siamese.serving.gallery import (
 )
 from siamese.serving.images import (
     ImageSlot,
+    PreparedInput,
     check_example_domain,
+    is_face_model,
     model_kind,
+    no_face_message,
     open_usable_image,
     prepare_usable_image,
+    prepare_usable_input,
     thumbnail,
 )
 from siamese.serving.maps import MAX_MAP_IMAGES, DrawnMap, EmbeddingMaps
@@ -65,9 +71,11 @@ __all__ = [
     "ModelChoiceError",
     "ModelRegistry",
     "ModelSpec",
+    "NamedFace",
     "Notices",
     "OutOfDistributionCheck",
     "PairComparison",
+    "PreparedInput",
     "ReferenceImages",
     "ServingError",
     "SimilarityService",
@@ -75,9 +83,14 @@ __all__ = [
     "check_example_domain",
     "gallery_thresholds",
     "image_digest",
+    "is_face_model",
     "model_kind",
+    "name_faces",
+    "no_face_message",
     "open_usable_image",
     "pair_threshold",
     "prepare_usable_image",
+    "prepare_usable_input",
     "thumbnail",
+    "used_face_note",
 ]

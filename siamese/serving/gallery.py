@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from siamese.data.images import ImageError, prepare_image
+from siamese.data.images import ImageError, NoFaceError, prepare_image
 from siamese.data.uploads import expanded_uploads
 from siamese.search.gallery import Gallery, label_from_filename
 from siamese.search.index import GalleryIndex
@@ -123,15 +123,19 @@ class GalleryImages:
         notices: Notices,
         picture: Callable[[Image.Image], object] = thumbnail,
     ) -> GalleryImages:
-        """Keep each usable image once: unusable files are skipped, an image repeated under the same label is
-        dropped, and one repeated under another label is kept twice; `notices` hears of each. `picture` makes
-        what the server shows of a kept image (by default a small array). A GalleryError when nothing is usable."""
-        kept, skipped, seen = cls(), [], {}
+        """Keep each usable image once: unusable files and (for a face model) photos with no face found are
+        skipped, an image repeated under the same label is dropped, and one repeated under another label is kept
+        twice; `notices` hears of each. `picture` makes what the server shows of a kept image (by default a small
+        array). A GalleryError when nothing is usable."""
+        kept, skipped, faceless, seen = cls(), [], [], {}
         duplicates, conflicts = 0, []
         for path, label, name in zip(uploads.paths, uploads.labels, uploads.names, strict=True):
             try:
                 decoded = open_usable_image(path, name)
                 image = prepare_image(decoded, preprocessing, name)  # (C, H, W)
+            except NoFaceError:
+                faceless.append(name)
+                continue
             except ImageError as error:
                 skipped.append(str(error))
                 continue
@@ -147,7 +151,12 @@ class GalleryImages:
         if skipped:
             listed = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
             notices.warning(f"Skipped {len(skipped)} file(s) that are not usable images: {listed}")
+        if faceless:
+            listed = ", ".join(faceless[:10]) + (f" and {len(faceless) - 10} more" if len(faceless) > 10 else "")
+            notices.warning(f"Skipped {len(faceless)} photo(s) in which no face was found: {listed}")
         if not kept.images:
+            if faceless and not skipped:
+                raise GalleryError("No face was found in any of the uploaded photos, so the gallery is empty.")
             raise GalleryError("None of the uploaded files is a usable image, so the gallery is empty.")
         if duplicates:
             notices.warning(f"Dropped {duplicates} duplicate image(s) that repeat an image with the same label.")

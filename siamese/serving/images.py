@@ -1,4 +1,5 @@
-"""Which images a served model is asked about: usable ones, from the input in use, of the model's own domain."""
+"""Which images a served model is asked about: usable ones, from the input in use, of the model's own domain; for a
+face model, the face (or every face) found in each."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from PIL import Image
 
 from siamese.data import examples as example_data
-from siamese.data.images import ImageError, open_image, prepare_image
+from siamese.data.images import ALIGNED_FACES, ImageError, NoFaceError, chip_to_tensor, open_image, prepare_image
+from siamese.faces.pipeline import FoundFace, find_faces, find_largest_face
 from siamese.serving.messages import InputError
 
 # Smaller sides or flatter images carry nothing to compare: a clear error, not a meaningless verdict.
@@ -37,9 +39,52 @@ def open_usable_image(source, name: str) -> Image.Image:
     return image
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedInput:
+    """One input as the model takes it (`image`, uint8 (C, H, W)), the decoded picture it came from, the words the
+    page calls it by ("image A"), and for a face model the faces it used (`faces`, largest first; [] otherwise)."""
+
+    image: torch.Tensor
+    picture: Image.Image
+    label: str
+    faces: list[FoundFace] = field(default_factory=list)
+
+
+def is_face_model(model) -> bool:
+    """Whether the model sees aligned face chips, so its inputs go through the face step."""
+    return (model.preprocessing or {}).get("kind") == ALIGNED_FACES
+
+
+def no_face_message(label: str, name: str) -> str:
+    """What the page says when a face model finds no face in an input."""
+    shown = label if name == label or name.startswith("drawing") else f"{label} ({name})"
+    return (
+        f"No face found in {shown}: a face model needs a photo showing a face from the front, not too small and "
+        "not turned away. Try another photo."
+    )
+
+
+def prepare_usable_input(source, preprocessing: dict, name: str, label: str, every_face: bool = False):
+    """A usable image in the model's input form, with the picture it came from: a PreparedInput. For a face model,
+    the largest face (every face with `every_face`, the largest first); a NoFaceError naming `label` when none is
+    found, an ImageError saying what else is wrong."""
+    picture = open_usable_image(source, name)
+    if preprocessing.get("kind") != ALIGNED_FACES:
+        return PreparedInput(prepare_image(picture, preprocessing, name), picture, label)
+    photo = np.asarray(picture.convert("RGB"))  # (H, W, 3)
+    if every_face:
+        faces = find_faces(photo)
+    else:
+        largest = find_largest_face(photo)
+        faces = [] if largest is None else [largest]
+    if not faces:
+        raise NoFaceError(no_face_message(label, name))
+    return PreparedInput(chip_to_tensor(faces[0].chip), picture, label, faces)
+
+
 def prepare_usable_image(source, preprocessing: dict, name: str) -> torch.Tensor:
     """A usable image (path, PIL or array) in the model's input form, uint8 (C, H, W); an ImageError says why not."""
-    return prepare_image(open_usable_image(source, name), preprocessing, name)
+    return prepare_usable_input(source, preprocessing, name, name).image
 
 
 def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
@@ -50,8 +95,9 @@ def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
 
 def model_kind(model) -> str:
-    """The model's domain as its preprocessing declares it: "digits", "faces" or "folder"."""
-    return str((model.preprocessing or {}).get("kind", "folder"))
+    """The model's domain as its preprocessing declares it: "digits", "faces" (face models of any kind) or
+    "folder"."""
+    return "faces" if is_face_model(model) else str((model.preprocessing or {}).get("kind", "folder"))
 
 
 def check_example_domain(model_name: str, model, path: str) -> None:
@@ -97,9 +143,19 @@ class ImageSlot:
             return self.drawing, f"drawing {self.side}"
         raise InputError(f"Image {self.side} is empty: draw on the canvas or upload an image file.")
 
+    @property
+    def label(self) -> str:
+        """What the page calls this input: "image A", "image B", "the query"."""
+        return "the query" if self.side == "query" else f"image {self.side}"
+
     def prepare(self, model_name: str, model) -> torch.Tensor:
         """The picked image in the model's input form, uint8 (C, H, W); an example file must fit the model's domain."""
+        return self.prepare_input(model_name, model).image
+
+    def prepare_input(self, model_name: str, model, every_face: bool = False, check_domain: bool = True):
+        """The picked image as a PreparedInput (see prepare_usable_input); an example file must fit the model's
+        domain unless `check_domain` is False."""
         source, name = self.pick()
-        if isinstance(source, str):
+        if check_domain and isinstance(source, str):
             check_example_domain(model_name, model, source)
-        return prepare_usable_image(source, model.preprocessing, name)
+        return prepare_usable_input(source, model.preprocessing, name, self.label, every_face)

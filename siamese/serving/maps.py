@@ -20,7 +20,7 @@ from siamese.serving.messages import MapError
 
 MAX_MAP_IMAGES = 50
 MAP_NEIGHBOURS = 5
-MIN_OWN_IMAGES = 5  # t-SNE's own minimum, for a map of the user's images alone
+MIN_OWN_IMAGES = 5  # t-SNE's own minimum: for a map of the user's images alone, or of the examples a face model embeds
 
 
 def no_progress(*args, **kwargs) -> None:
@@ -73,7 +73,11 @@ class EmbeddingMaps:
         def compute() -> EmbeddingMap:
             progress(0.1, desc=f"Embedding {points} reference images")
             chosen = example_data.balanced_indices(examples.labels, points)
-            embeddings = model.encode(examples.images[chosen])
+            # A face model leaves out the examples where it finds no face.
+            embeddings, kept = model.encode(examples.images[chosen], skip_no_face=True)  # (K, D)
+            chosen = chosen[kept]
+            if len(chosen) < MIN_OWN_IMAGES:
+                raise MapError(f"Only {len(chosen)} of the example images could be embedded: too few for a map.")
             progress(0.3, desc=f"Running t-SNE on {len(chosen)} points (perplexity {perplexity:g})")
             self.sources[source_key] = chosen
             return compute_map(embeddings, examples.labels[chosen].numpy(), examples.class_names, perplexity)

@@ -22,7 +22,7 @@ def unseen_face_classes(models: Iterable) -> list[str] | None:
     """The people every loaded face model held out as test subjects: examples show only them."""
     held_out = None
     for model in models:
-        if model.preprocessing.get("kind") != "faces":
+        if model_kind(model) != "faces":
             continue
         dataset = model.training_info.get("dataset") or {}
         test_classes = set(dataset.get("test_classes") or [])
@@ -32,12 +32,13 @@ def unseen_face_classes(models: Iterable) -> list[str] | None:
 
 @dataclass(frozen=True)
 class ExampleSources:
-    """Where example images come from: MNIST and face folders (None: the defaults of siamese.data.examples), and
-    whether faces may be downloaded when not cached."""
+    """Where example images come from: MNIST and face folders (None: the defaults of siamese.data.examples),
+    whether faces may be downloaded when not cached, and a face folder to fall back on when neither is there."""
 
     mnist_root: str | None = None
     faces_root: str | None = None
     download_faces: bool = False
+    fallback_faces_root: str | None = None
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ReferenceImages:
             return example_data.load_digits(self.sources.mnist_root)
         if kind == "faces":
             download = self.sources.download_faces if download is None else download
-            faces = example_data.load_faces(self.sources.faces_root, download)
+            faces = example_data.load_faces(self.sources.faces_root, download, self.sources.fallback_faces_root)
             held_out = unseen_face_classes(self.registry.models.values())
             return None if faces is None else example_data.restrict_classes(faces, held_out)
         return None
@@ -72,12 +73,15 @@ class OutOfDistributionCheck:
 
     @classmethod
     def measure(cls, model, examples) -> OutOfDistributionCheck | None:
-        """The check over a balanced sample of `examples`; None with fewer than two example images."""
+        """The check over a balanced sample of `examples` (for a face model, those where a face is found); None
+        with fewer than two example images."""
         if examples is None or len(examples) < 2:
             return None
         chosen = example_data.balanced_indices(examples.labels, OUT_OF_DISTRIBUTION_REFERENCES)
-        references = model.encode(examples.images[chosen])  # (R, D)
-        return cls(references, out_of_distribution_limit(references), f"{len(chosen)} example {examples.kind}")
+        references, _ = model.encode(examples.images[chosen], skip_no_face=True)  # (R, D)
+        if references.shape[0] < 2:
+            return None
+        return cls(references, out_of_distribution_limit(references), f"{len(references)} example {examples.kind}")
 
     def cautions(self, embeddings: torch.Tensor, sides: list[str]) -> list[str]:
         """A caution for each input embedding (M, D) that lies beyond the limit, naming its side."""

@@ -8,7 +8,7 @@ UploadError, GalleryFileError and ModelLoadError.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from siamese.evaluation.calibration import verdict
 from siamese.search.gallery import Gallery, Ranking, rank_in_index
 from siamese.search.index import GalleryIndex
 from siamese.serving.cache import EmbeddingCache
+from siamese.serving.faces import NamedFace, name_faces, used_face_note
 from siamese.serving.gallery import (
     MAX_GALLERY_IMAGES,
     GalleryImages,
@@ -28,7 +29,15 @@ from siamese.serving.gallery import (
     LabelledUploads,
     single_label_warning,
 )
-from siamese.serving.images import ImageSlot, check_example_domain, model_kind, prepare_usable_image, thumbnail
+from siamese.serving.images import (
+    ImageSlot,
+    PreparedInput,
+    check_example_domain,
+    is_face_model,
+    model_kind,
+    prepare_usable_image,
+    thumbnail,
+)
 from siamese.serving.maps import MAX_MAP_IMAGES, DrawnMap, EmbeddingMaps, no_progress
 from siamese.serving.messages import GalleryError, LoggedNotices, MapError, Notices
 from siamese.serving.models import ModelRegistry, ModelSpec, gallery_thresholds
@@ -38,23 +47,30 @@ from siamese.serving.references import ExampleSources, OutOfDistributionChecks, 
 @dataclass
 class PairComparison:
     """Two images compared: what the model saw (uint8 (C, H, W) each), their distance, the verdict (`result`:
-    siamese.evaluation.calibration.verdict with `similarity` and `out_of_distribution`) and any cautions."""
+    siamese.evaluation.calibration.verdict with `similarity` and `out_of_distribution`) and any cautions; the
+    inputs they came from (with the faces a face model used) and notes on them (which face of several)."""
 
     images: list[torch.Tensor]
     distance: float
     result: dict
     cautions: list[str]
     calibration: dict | None
+    inputs: list[PreparedInput] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class GalleryAnswer:
-    """A query ranked against a gallery (`state`, re-embedded if the model changed), with its cautions."""
+    """A query ranked against a gallery (`state`, re-embedded if the model changed), with its cautions. For a face
+    model, `ranking` is the largest face's, `faces` names every face of the query (largest first) and `query` is
+    the photo they were found in."""
 
     state: GalleryState
     ranking: Ranking
     threshold: float | None
     cautions: list[str]
+    faces: list[NamedFace] = field(default_factory=list)
+    query: PreparedInput | None = None
 
 
 class SimilarityService:
@@ -91,7 +107,8 @@ class SimilarityService:
     def compare_pair(self, model_name: str | None, slots: list[ImageSlot]) -> PairComparison:
         """Distance, similarity and verdict for the two images the slots hold."""
         model = self.registry.get(model_name)
-        images = [slot.prepare(model_name, model) for slot in slots]
+        inputs = [slot.prepare_input(model_name, model) for slot in slots]
+        images = [prepared.image for prepared in inputs]
         embeddings = model.encode(torch.stack(images))  # (2, D)
         distance = float((embeddings[0] - embeddings[1]).norm())
         result = verdict(distance, model.calibration)
@@ -100,7 +117,8 @@ class SimilarityService:
             result["similarity"] = float(similarity_from_distance(distance, threshold))
         cautions = self.checks.cautions(model_name, model, embeddings, ["image A", "image B"])
         result["out_of_distribution"] = bool(cautions)
-        return PairComparison(images, distance, result, cautions, model.calibration)
+        notes = [note for note in map(used_face_note, inputs) if note]
+        return PairComparison(images, distance, result, cautions, model.calibration, inputs, notes)
 
     # ----- galleries -----
 
@@ -156,19 +174,37 @@ class SimilarityService:
     def rank_query(
         self, model_name: str | None, state: GalleryState | None, query: ImageSlot, top_k: int = 5
     ) -> GalleryAnswer:
-        """Rank one query image against the session's gallery: top matches, margin, or "no match"."""
+        """Rank one query image against the session's gallery: top matches, margin, or "no match". A face model
+        names every face of the query, each against the gallery."""
         if state is None:
             raise GalleryError("Build a gallery first: upload labelled images or load the example gallery.")
         model = self.registry.get(model_name)
         if state.index is not None:
-            return self._rank_in_saved_gallery(model_name, model, state, query, top_k)
-        if state.model_name != model_name:
+            if model_name != state.model_name:
+                raise GalleryError(
+                    f"This saved gallery was loaded for `{state.model_name}` and holds no images to re-embed: pick "
+                    f"`{state.model_name}` again, or load a gallery embedded with `{model_name}`."
+                )
+            # Unlike a built gallery's query: the upload first, whichever input was touched last, no domain check.
+            query = ImageSlot(query.drawing, query.uploads, query.side)
+        elif state.model_name != model_name:
             state = self._rebuild_gallery(model_name, state)
-        embedding = model.encode(query.prepare(model_name, model).unsqueeze(0))  # (1, D)
         threshold, margin = gallery_thresholds(model)
-        ranking = state.gallery.rank(embedding[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
-        cautions = self.checks.cautions(model_name, model, embedding, ["the query"])
-        return GalleryAnswer(state, ranking, threshold, cautions)
+
+        def rank(embedding: torch.Tensor) -> Ranking:  # (D,)
+            if state.index is not None:
+                return rank_in_index(state.index, embedding, int(top_k), threshold, margin)
+            return state.gallery.rank(embedding, top_k=int(top_k), threshold=threshold, caution_margin=margin)
+
+        prepared = query.prepare_input(model_name, model, every_face=True, check_domain=state.index is None)
+        if is_face_model(model):
+            faces = name_faces(model, prepared.faces, rank)
+            largest, embedding = faces[0].ranking, faces[0].embedding.unsqueeze(0)  # the largest face: (1, D)
+        else:
+            faces, embedding = [], model.encode(prepared.image.unsqueeze(0))  # (1, D)
+            largest = rank(embedding[0])
+        cautions = [] if state.index is not None else self.checks.cautions(model_name, model, embedding, ["the query"])
+        return GalleryAnswer(state, largest, threshold, cautions, faces, prepared)
 
     def _rebuild_gallery(self, model_name: str | None, state: GalleryState) -> GalleryState:
         if state.source is None:
@@ -184,19 +220,6 @@ class SimilarityService:
             )
         self.notices.info(f"Re-embedding the gallery with {model_name} (it was built with {state.model_name}).")
         return self.build_gallery(model_name, state.source.paths, state.source.captions)
-
-    def _rank_in_saved_gallery(self, model_name, model, state: GalleryState, query: ImageSlot, top_k: int):
-        if model_name != state.model_name:
-            raise GalleryError(
-                f"This saved gallery was loaded for `{state.model_name}` and holds no images to re-embed: pick "
-                f"`{state.model_name}` again, or load a gallery embedded with `{model_name}`."
-            )
-        # Unlike a built gallery's query: the upload first, whichever input was touched last, and no domain check.
-        source, name = ImageSlot(query.drawing, query.uploads, query.side).pick()
-        embedding = model.encode(prepare_usable_image(source, model.preprocessing, name).unsqueeze(0))  # (1, D)
-        threshold, margin = gallery_thresholds(model)
-        ranking = rank_in_index(state.index, embedding[0], top_k=int(top_k), threshold=threshold, caution_margin=margin)
-        return GalleryAnswer(state, ranking, threshold, [])
 
     # ----- maps -----
 
