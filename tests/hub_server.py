@@ -185,11 +185,11 @@ def run_probe(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def probe_images():
-    """The fixed batch (2, 1, 28, 28) whose embeddings the probe reports."""
+def probe_images(channels: int = 1, height: int = 28, width: int = 28):
+    """The fixed batch (2, C, H, W) whose embeddings the probe reports (digits' shape unless a model says)."""
     import torch
 
-    return torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    return torch.rand(2, channels, height, width, generator=torch.Generator().manual_seed(0))
 
 
 def probe(skip_retry_waits: bool = False) -> None:
@@ -210,7 +210,8 @@ def probe(skip_retry_waits: bool = False) -> None:
             if request["op"] == "load":
                 model = load_model(request["name"], revision=request.get("revision"))
                 with torch.inference_mode():
-                    results.append({"embeddings": model(probe_images()).tolist(), "training": model.training})
+                    images = probe_images(model.in_channels, *model.image_size)
+                    results.append({"embeddings": model(images).tolist(), "training": model.training})
             else:
                 results.append({"metrics": read_metrics(request["name"], revision=request.get("revision"))})
         except Exception as error:  # reported to the test, which asserts on it

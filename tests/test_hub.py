@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import httpx2
 import hub_server
@@ -33,6 +34,7 @@ from siamese.modeling.network import EmbeddingNet
 from siamese.modeling.pretrained import load_model, read_metrics, save_model
 
 COMMAND = "python train.py --preset mnist --epochs 1 --out runs/tiny"
+BUNDLED_FACES = Path(__file__).resolve().parents[1] / "pretrained" / "faces"
 METRICS = {
     "task": "digits",
     "dataset": {"name": "mnist", "train_size": 60000, "test_size": 10000, "test": "the official MNIST test set"},
@@ -357,6 +359,8 @@ def hub_repos(tmp_path_factory):
         no_weights["pytorch_model.bin"] = (workdir / "first" / "config.json").read_bytes() * 8  # never downloaded
         hub_server.commit_files(mirrors, "org/no-weights", no_weights, "pickle only")
         hub_server.commit_files(mirrors, "org/never-fetched", hub_server.folder_files(first_folder), "unused")
+        # The bundled faces model (dlib's ported network, 22 MB) goes up and comes back like the others.
+        hub_server.commit_files(mirrors, "org/faces", hub_server.folder_files(BUNDLED_FACES), "faces")
         yield {
             "endpoint": endpoint,
             "hf_home": workdir / "hf_home",
@@ -378,6 +382,8 @@ def online(hub_repos):
         "missing_revision": {"op": "load", "name": "org/model", "revision": "no-such-tag"},
         "missing_file": {"op": "load", "name": "org/no-weights"},
         "no_metrics": {"op": "metrics", "name": "org/no-weights"},
+        "faces": {"op": "load", "name": "org/faces"},
+        "faces_metrics": {"op": "metrics", "name": "org/faces"},
     }
     environment = hub_server.hub_environment(hub_repos["endpoint"], hub_repos["hf_home"])
     results = hub_server.run_probe(list(requests_to_run.values()), environment)
@@ -390,6 +396,22 @@ def test_hub_load_by_tag_sha_and_main_gives_the_committed_weights(hub_repos, onl
     assert online["sha"] == {"embeddings": hub_repos["first"], "training": False}
     assert online["main"] == {"embeddings": hub_repos["second"], "training": False}
     assert online["metrics_v1"] == {"metrics": METRICS}
+
+
+@pytest.mark.slow
+def test_the_bundled_faces_model_pulls_from_the_hub_with_the_same_weights_and_card_figures(online):
+    local = load_model(BUNDLED_FACES)
+    with torch.inference_mode():
+        expected = local(hub_server.probe_images(3, 150, 150))  # (2, 128)
+    assert torch.equal(torch.tensor(online["faces"]["embeddings"]), expected)
+    assert online["faces_metrics"]["metrics"] == read_metrics(BUNDLED_FACES)
+
+
+def test_the_bundled_faces_model_passes_the_push_checks(tmp_path):
+    api = RecordingApi()
+    push_model(BUNDLED_FACES, "someone/faces", api=api)
+    assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[1][1]["folder_path"] == BUNDLED_FACES
 
 
 @pytest.mark.slow

@@ -61,6 +61,8 @@ def test_perfect_separation_has_zero_eer_and_unit_auc():
     assert result["roc_auc"] == 1.0 and result["eer"] == 0.0
     threshold, accuracy = best_accuracy_threshold(distances, same)
     assert 0.3 < threshold < 1.0 and accuracy == 1.0
+    # The EER threshold sits midway in the gap between the farthest genuine and the nearest impostor pair.
+    assert result["threshold_eer"] == pytest.approx((0.3 + 1.0) / 2)
 
 
 @pytest.mark.parametrize("seed", [0, 3])

@@ -69,6 +69,8 @@ class Splits:
     preprocessing: dict
     description: dict
     validation: ImageSet | None = None
+    # Validation images from elsewhere (--extra-validation), already part of `validation`, kept for their own figures.
+    extra_validation: ImageSet | None = None
 
 
 def hold_out_per_class(image_set: ImageSet, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:

@@ -399,6 +399,7 @@ def load_att_faces(
     val_classes: list[str] | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
+    skip_unreadable: bool = False,
 ) -> Splits:
     """The AT&T faces (s1..s40): by default s31 to s40 are held out as unseen subjects."""
     note = " (the default: subjects s31 to s40)" if tuple(test_classes) == ATT_TEST_CLASSES else None
@@ -411,4 +412,5 @@ def load_att_faces(
         val_classes=val_classes,
         val_fraction=val_fraction,
         seed=seed,
+        skip_unreadable=skip_unreadable,
     )

@@ -81,6 +81,10 @@ def roc_metrics(distances: np.ndarray, same: np.ndarray) -> dict:
             + weight * (false_accept[crossing] + false_reject[crossing]) / 2
         )
         threshold = float((1 - weight) * thresholds[crossing - 1] + weight * thresholds[crossing])
+        if false_reject[crossing] == 0 and false_accept[crossing] == 0 and crossing + 1 < len(thresholds):
+            # Separated pairs: the edge of the genuine distances would reject the next slightly farther genuine
+            # pair, so the threshold goes midway into the gap before the nearest impostor.
+            threshold = float((thresholds[crossing] + thresholds[crossing + 1]) / 2)
     return {"roc_auc": float(auc), "eer": eer, "threshold_eer": max(threshold, 0.0)}
 
 

@@ -60,6 +60,7 @@ def render_model_card(config: dict, metrics: dict, command: str, repo_id: str | 
     sections = [
         _title_section(model_name, config, task),
         _origin_section(metrics.get("origin") or {}),
+        _choice_section(metrics.get("choice") or {}),
         _data_section(task, dataset),
         _results_section(test, dataset),
         _calibration_section(config),
@@ -154,8 +155,30 @@ def _origin_section(origin: dict) -> str:
         return ""
     lines = ["## Origin", "", f"- Weights: {origin['credit']}"]
     if origin.get("command"):
-        lines.append(f"- Converted with `{origin['command']}`")
+        lines.append(f"- Converted into this library's format (train.py uses the same reader): `{origin['command']}`")
     lines += [f"- {line}" for line in origin.get("checks", [])]
+    return "\n".join(lines)
+
+
+def _choice_section(choice: dict) -> str:
+    """Why this model was shipped rather than the other candidates: their figures on validation data."""
+    candidates = choice.get("candidates") or {}
+    if not candidates:
+        return ""
+    lines = [
+        "## Why this model",
+        "",
+        f"{choice['summary']}",
+        "",
+        "| Candidate | Validation ROC AUC | Validation EER | Real photo pairs right (validation) |",
+        "|---|---|---|---|",
+    ]
+    for name, figures in candidates.items():
+        chosen = " (shipped)" if name == choice.get("chosen") else ""
+        lines.append(
+            f"| {name}{chosen} | {figures['validation_roc_auc']:.4f} | {figures['validation_eer']:.2%} | "
+            f"{figures['real_pairs_right']}/{figures['real_pairs']} |"
+        )
     return "\n".join(lines)
 
 
@@ -202,6 +225,17 @@ def _calibration_section(config: dict) -> str:
         f"**{threshold:.4g}** (`calibration.threshold` in `config.json`). It is the equal-error point of "
         f"validation pairs: {measured_on}. The test set played no part in choosing it.",
     ]
+    extra = (calibration.get("validation") or {}).get("extra")
+    if extra:
+        rates = extra["at_threshold"]
+        pairs = rates["genuine_pairs"] + rates["impostor_pairs"]
+        lines += [
+            "",
+            f"On the extra validation images (`{extra['source']}`: {extra['images']} images of {extra['classes']} "
+            f"classes, part of the validation set above), {round(rates['accuracy'] * pairs)} of their {pairs} pairs "
+            f"are right at this threshold ({rates['false_accept_rate']:.2%} false accepts, "
+            f"{rates['false_reject_rate']:.2%} false rejects).",
+        ]
     test = calibration.get("test") or {}
     at_threshold, at_strict = test.get("at_threshold"), test.get("at_threshold_strict")
     if at_threshold:
@@ -249,6 +283,12 @@ def _calibration_section(config: dict) -> str:
 
 
 def _training_section(training: dict, command: str) -> str:
+    if training.get("epochs") == 0:
+        return (
+            "## Training\n\nNot trained here (0 epochs): the weights are used as they came (see Origin); only the "
+            "thresholds were chosen, on validation data. The exact command that produced this folder:\n\n"
+            f"```bash\n{command}\n```"
+        )
     facts = []
     if "epochs" in training:
         facts.append(f"{training['epochs']} epochs")
@@ -274,6 +314,16 @@ def _history_section(history: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_FACE_STEP = (
+    'Faces are found and aligned by dlib (`pip install ".[faces]"`): each photo\'s largest face becomes a 150x150 '
+    "colour chip, and a photo where no face is found is refused with an error that names it. "
+)
+
+
+def _aligns_faces(config: dict) -> bool:
+    return (config.get("preprocessing") or {}).get("kind") == "aligned_faces"
+
+
 def _usage_section(config: dict, repo_id: str | None) -> str:
     name = repo_id or "path/to/model-folder"
     channels = config.get("in_channels", 1)
@@ -293,6 +343,7 @@ def _usage_section(config: dict, repo_id: str | None) -> str:
         f'model = SiameseModel.from_pretrained("{name}")  # strict, safetensors only\n'
         f"{last_line}\n"
         "```\n\n"
+        f"{_FACE_STEP if _aligns_faces(config) else ''}"
         f"`model.encode(images)` takes file paths, PIL images, numpy arrays or tensors, prepares them as the model "
         f"was trained ({height}x{width}, {channels} channel{'s' if channels != 1 else ''}), and returns the "
         "embeddings. `config.json` records the preprocessing (`preprocessing`), the thresholds chosen on validation "
@@ -315,7 +366,15 @@ def _limitations_section(task: str, config: dict) -> str:
             "MNIST-style input is expected: a single centred handwritten digit, light on a dark background, "
             "28x28 grayscale. Photos of digits need the same preprocessing first."
         )
-    if task == "faces":
+    if task == "faces" and _aligns_faces(config):
+        points.append(
+            "A face descriptor trained by dlib on many faces, calibrated here on a few dozen photos: grey frontal "
+            "AT&T portraits and 12 colour photos of five public figures. It is not a face recognition system "
+            "for decisions: do not use it to identify or track real people without their consent, or for "
+            "decisions about people; accuracy differs across groups of people and conditions it was never "
+            "measured on. Faces the detector misses (small, turned away, in the dark) get no answer."
+        )
+    elif task == "faces":
         points.append(
             "Trained on a small set of frontal grayscale face photos taken under controlled conditions; it is "
             "a teaching model, not a face recognition system. Do not use it to identify or track real people "

@@ -54,6 +54,8 @@ HELP = {
     "never on the test set",
     "val_fraction": "share of the training classes held out for validation when --val-classes is not given "
     "(digits: share of each class's training images); 0 = no validation and no calibrated threshold",
+    "extra_validation": "a folder of class sub-folders (other people or classes than the data set's) added to the "
+    "validation set: it takes part in choosing thresholds and epochs, and its own pair figures are reported",
     "skip_unreadable": "skip unreadable image files with a warning instead of stopping",
     "stream": "folders: auto (default) decodes the images once into a uint8 cache on disk and streams batches "
     "from it when they would take more than min(4 GiB, a quarter of RAM); always or never force the choice",

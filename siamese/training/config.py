@@ -104,6 +104,39 @@ PRESETS["best"] = {**PRESETS["fast"], "epochs": 60}
 PRESETS["folder"] = {key: value for key, value in PRESETS["faces"].items() if key != "image_size"}
 PRESETS["folder"]["horizontal_flip"] = False
 
+# dlib's ResNet face descriptor, ported (siamese.modeling.face_port), on the 150x150 colour chips of the faces it
+# finds. With no epochs this is dlib's network as published, calibrated on validation; photos where no face is
+# found are named and left out.
+PRESETS["faces_port"] = {
+    "architecture": "dlib_resnet",
+    "pretrained": True,
+    "embedding_dim": 128,
+    "normalize": False,
+    "parts": 0,
+    "grayscale": False,
+    "skip_unreadable": True,
+    # Calibrated in full precision, as encode runs it.
+    "precision": "fp32",
+    "epochs": 0,
+    "loss": "contrastive",
+    "margin": 0.8,
+    "sampler": "balanced",
+    "classes_per_batch": 8,
+    "samples_per_class": 4,
+    "optimizer": "adam",
+    "lr": 1e-5,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "augment": "none",
+    "horizontal_flip": True,
+}
+# Siamese fine-tuning from the port: the same network and chips, a few epochs of the contrastive loss at a small
+# learning rate, so that the face knowledge of dlib's training is kept.
+PRESETS["faces_finetune"] = {**PRESETS["faces_port"], "epochs": 3, "lr": 3e-6}
+
+# Architectures whose weights --pretrained loads without a --backbone (from an installed package).
+PRETRAINED_ARCHITECTURES = ("dlib_resnet",)
+
 STREAM_CHOICES = ("auto", "always", "never")
 
 
@@ -122,6 +155,7 @@ class TrainConfig:
     val_classes: list[str] | None = None
     val_groups: list[str] | None = None
     val_fraction: float = 0.15
+    extra_validation: str | None = None
     skip_unreadable: bool = False
     # Folders: "auto" streams from a decoded-image cache on disk when the decoded images would be
     # large (see siamese.training.datasets.should_stream), "always" or "never" force the choice.
@@ -194,8 +228,11 @@ def build_config(overrides: dict | None = None) -> TrainConfig:
         values.update(architecture="timm", parts=0, pooling="avg", normalize=True)
         if "grayscale" not in given:
             values["grayscale"] = False
-    elif given.get("pretrained"):
-        raise ValueError("--pretrained needs --backbone timm:<name>: the built-in networks have no pretrained weights")
+    elif given.get("pretrained") and values.get("architecture") not in PRETRAINED_ARCHITECTURES:
+        raise ValueError(
+            "--pretrained needs --backbone timm:<name> or --architecture dlib_resnet: the other built-in networks have "
+            "no pretrained weights"
+        )
     config = TrainConfig(**values)
     if config.parts < 0:
         raise ValueError(f"--parts must be 0 (one whole-image embedding) or more, got {config.parts}")

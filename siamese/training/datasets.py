@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from siamese._registry import Registry
 from siamese.data import folders
-from siamese.data.datasets import Splits, hold_out_per_class, load_mnist, load_offline_digits
+from siamese.data.datasets import ImageSet, Splits, hold_out_per_class, load_mnist, load_offline_digits
 from siamese.modeling.backbones import data_config, parse_backbone
+from siamese.modeling.face_port import DLIB_PREPROCESSING
 
 # Decoded folders larger than this are streamed from disk under --stream auto (and never more than a
 # quarter of the machine's memory is held): the in-memory path keeps all images on the device.
@@ -45,7 +48,36 @@ def load_splits(config) -> Splits:
     splits = spec.load(config)
     if spec.shares_classes and config.val_fraction > 0:
         splits = with_validation(splits, config)
+    if config.extra_validation:
+        splits = with_extra_validation(splits, config)
     return splits
+
+
+def with_extra_validation(splits: Splits, config) -> Splits:
+    """The folder `config.extra_validation` names, in the data set's preprocessing, added to the validation set.
+
+    Its classes are named "<folder>/<class>", so they never merge with the data set's own; `extra_validation`
+    keeps them apart too, for figures of their own.
+    """
+    root = Path(config.extra_validation)
+    loaded = folders.load_image_folder(root, splits.preprocessing, skip_unreadable=config.skip_unreadable)
+    extra = ImageSet(loaded.images, loaded.labels, [f"{root.name}/{name}" for name in loaded.class_names], loaded.paths)
+    validation = splits.validation
+    if validation is None:
+        merged = extra
+    else:
+        merged = ImageSet(
+            torch.cat([validation.images, extra.images]),  # (V + E, C, H, W)
+            torch.cat([validation.labels, extra.labels + len(validation.class_names)]),
+            validation.class_names + extra.class_names,
+            validation.paths + extra.paths,
+        )
+    description = {
+        **splits.description,
+        "validation_size": len(merged),
+        "extra_validation": {"source": str(root), "size": len(extra), "classes": sorted(extra.class_names)},
+    }
+    return Splits(splits.train, splits.test, splits.preprocessing, description, merged, extra)
 
 
 def with_validation(splits: Splits, config) -> Splits:
@@ -73,6 +105,9 @@ def _photo_preprocessing(config, default_size: list[int] | None) -> dict:
     """Size, channels, mean and std for photos: given, the data set's own, or what a timm backbone expects."""
     if config.data_root is None:
         raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
+    if config.architecture == "dlib_resnet":
+        # Its input is fixed: the aligned chip of each photo's largest face, as dlib's network was trained on.
+        return dict(DLIB_PREPROCESSING)
     size = config.image_size
     if size is None:
         # Folder data: a size that fits the images (median aspect ratio); faces: the AT&T photos' own.
@@ -100,12 +135,14 @@ def _load_att_faces(config) -> Splits:
         val_classes=config.val_classes,
         val_fraction=config.val_fraction,
         seed=config.seed,
+        skip_unreadable=config.skip_unreadable,
     )
 
 
 def _load_folder(config) -> Splits:
     preprocessing = _photo_preprocessing(config, None)
-    preprocessing["kind"] = "folder"
+    if preprocessing["kind"] != "aligned_faces":
+        preprocessing["kind"] = "folder"
     cache_dir = None
     if should_stream(config, preprocessing):
         cache_dir = config.cache_dir or default_cache_dir()

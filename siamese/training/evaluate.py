@@ -59,7 +59,20 @@ def calibrate_on_validation(model: EmbeddingNet, splits: Splits, config: TrainCo
         names = ", ".join(sorted(validation.class_names))
         measured_on = f"{len(validation)} images of the validation classes {names}, unseen in training and testing"
     open_set = not DATASETS.get(config.dataset).shares_classes
-    return calibrate(embeddings, validation.labels.cpu(), measured_on, open_set=open_set, seed=config.seed)
+    calibration = calibrate(embeddings, validation.labels.cpu(), measured_on, open_set=open_set, seed=config.seed)
+    extra = splits.extra_validation
+    if extra is not None and len(torch.unique(extra.labels)) >= 2:
+        # The extra images are the last rows of the validation set: their pairs alone, at the thresholds just chosen.
+        extra_embeddings = embeddings[len(validation) - len(extra) :]  # (E, D)
+        calibration["validation"]["extra"] = {
+            "source": splits.description["extra_validation"]["source"],
+            "images": len(extra),
+            "classes": len(extra.class_names),
+            "at_threshold": measure_on_test(extra_embeddings, extra.labels.cpu(), calibration, open_set=False)[
+                "at_threshold"
+            ],
+        }
+    return calibration
 
 
 def _operating_point_figures(calibration: dict, measured: dict) -> dict:

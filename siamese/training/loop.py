@@ -124,7 +124,8 @@ def finish(
 ) -> TrainResult:
     """Thresholds first, from validation alone; the test set then only measures them (main process, full runs)."""
     model.eval()
-    finished = bool(history) and history[-1]["epoch"] == config.epochs
+    # --epochs 0 (a pretrained network as it is) has no history but is finished: it is calibrated and tested too.
+    finished = history[-1]["epoch"] == config.epochs if history else config.epochs == 0
     metrics = {}
     if finished and final_evaluation and run.is_main:
         model.calibration = calibrate_on_validation(model, splits, config, run.precision)

@@ -32,6 +32,8 @@ def run_metrics(result: TrainResult, config: TrainConfig, description: dict, com
             "config": config.to_dict(),
         },
         "history": result.history,
+        # Weights made elsewhere (dlib's face descriptor): credited and described on the card.
+        "origin": result.model.training_info.get("origin"),
     }
 
 
