@@ -11,6 +11,8 @@ from siamese.data import examples as example_data
 from siamese.data.examples import ExampleSet
 from siamese.serving import ReferenceImages
 
+# Twelve AT&T photos shipped with the app (see their CREDITS.md): the face examples when no other faces are at hand.
+EXAMPLE_FACES_FOLDER = Path(__file__).resolve().parent / "example_faces"
 # After an example click, each filled slot uses its upload: set in the page the moment the example's images land, as
 # a drawing sets it, so a stroke made after that wins (a queued round trip could land after the stroke and undo it).
 USE_EXAMPLES_JS = """(...files) => files.flatMap((file) => {

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from demo.examples import EXAMPLE_FACES_FOLDER
+from demo.faces import named_faces_picture, pair_preview
 from demo.inputs import file_paths, image_slot
-from demo.media import PREVIEW_IMAGES, browser_image, preview_file, side_by_side, thumbnail_files, thumbnail_png
+from demo.media import PREVIEW_IMAGES, browser_image, preview_file, thumbnail_files, thumbnail_png
 from demo.plots import distance_plot
 from demo.render import (
     gallery_summary,
@@ -22,7 +24,7 @@ from demo.render import (
     match_thumbnails,
     model_info_markdown,
     pair_markdown,
-    ranking_markdown,
+    query_markdown,
     ranking_rows,
     saved_gallery_summary,
     with_cautions,
@@ -83,7 +85,7 @@ class SimilarityApp:
         download_faces: bool = False,
         missing: dict[str, Path] | None = None,
     ):
-        sources = ExampleSources(mnist_root, faces_root, download_faces)
+        sources = ExampleSources(mnist_root, faces_root, download_faces, str(EXAMPLE_FACES_FOLDER))
         self.service = SimilarityService(specs, sources, missing, notices=PageNotices(), picture=thumbnail_png)
         self.registry = self.service.registry
 
@@ -125,14 +127,15 @@ class SimilarityApp:
     # ----- tab 1: pair similarity -----
 
     def compare_pair(self, model_name, drawing_a, upload_a, drawing_b, upload_b, choice_a=None, choice_b=None):
-        """Verdict, details, distance plot and what the model sees (a PNG file) for two images, each drawn or
-        uploaded (the input touched last wins)."""
+        """Verdict, details, distance plot and what the model sees (a PNG file; for a face model each photo with
+        the face box drawn, above the aligned chips) for two images, each drawn or uploaded (the input touched last
+        wins)."""
         slots = [image_slot(drawing_a, upload_a, "A", choice_a), image_slot(drawing_b, upload_b, "B", choice_b)]
         with user_errors():
             comparison = self.service.compare_pair(model_name, slots)
         figure = distance_plot(comparison.calibration, comparison.distance)
         # A file, not an array: see preview_file.
-        return pair_markdown(comparison), comparison.result, figure, preview_file(side_by_side(comparison.images))
+        return pair_markdown(comparison), comparison.result, figure, preview_file(pair_preview(comparison))
 
     # ----- tab 2: one-shot gallery -----
 
@@ -156,13 +159,21 @@ class SimilarityApp:
         return state, saved_gallery_summary(state), []
 
     def rank_query(self, model_name, state: GalleryState | None, drawing, upload, top_k: int = 5, choice=None):
-        """Rank one query image against the session's gallery: top matches, margin, or "no match"."""
+        """Rank one query image against the session's gallery: top matches, margin, or "no match". A face model
+        names every face of the query (the table and matches are the largest face's)."""
+        return self.rank_query_with_faces(model_name, state, drawing, upload, top_k, choice)[:4]
+
+    def rank_query_with_faces(self, model_name, state, drawing, upload, top_k: int = 5, choice=None):
+        """rank_query's answer and, for a face model, the query photo with every face boxed and named (a PNG
+        file; None for other models): what the page shows."""
         query = image_slot(drawing, upload, "query", choice)
         with user_errors():
             answer = self.service.rank_query(model_name, state, query, top_k)
-        text = with_cautions(ranking_markdown(answer.ranking), answer.cautions)
+        text = with_cautions(query_markdown(answer), answer.cautions)
         rows = ranking_rows(answer.ranking, answer.threshold)  # a saved gallery's match names are its relative paths
-        return answer.state, text, rows, thumbnail_files(match_thumbnails(answer.state, answer.ranking))
+        named = named_faces_picture(answer)
+        thumbnails = thumbnail_files(match_thumbnails(answer.state, answer.ranking))
+        return answer.state, text, rows, thumbnails, None if named is None else preview_file(named)
 
     # ----- tab 3: t-SNE map -----
 

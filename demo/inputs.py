@@ -65,7 +65,7 @@ def image_input(app: SimilarityApp, prefix: str, label: str, side: str) -> Image
             upload = ImageUpload(
                 label=f"{label}: upload",
                 type="filepath",
-                sources=["upload", "clipboard"],
+                sources=["upload", "webcam", "clipboard"],  # the webcam: a face to compare or to name
                 height=280,
                 elem_id=f"{prefix}_upload",
             )

@@ -10,7 +10,15 @@ from siamese.distances import similarity_from_distance
 from siamese.evaluation.embedding_map import PLACEMENT_METHOD
 from siamese.modeling.card import FOLDED_KEYS, THRESHOLD_KEYS, format_value, metric_label
 from siamese.search.gallery import Ranking
-from siamese.serving import DrawnMap, GalleryState, ModelSpec, PairComparison, model_kind, pair_threshold
+from siamese.serving import (
+    DrawnMap,
+    GalleryAnswer,
+    GalleryState,
+    ModelSpec,
+    PairComparison,
+    model_kind,
+    pair_threshold,
+)
 from siamese.serving.maps import MAP_NEIGHBOURS
 
 MAP_METHOD = (
@@ -31,8 +39,9 @@ def with_cautions(text: str, cautions: list[str]) -> str:
 
 
 def pair_markdown(comparison: PairComparison) -> str:
-    """The pair verdict with its cautions."""
-    return with_cautions(verdict_markdown(comparison.result, comparison.calibration), comparison.cautions)
+    """The pair verdict with its notes (which face of several was used) and cautions."""
+    verdict = verdict_markdown(comparison.result, comparison.calibration)
+    return with_cautions(verdict, [html.escape(note) for note in comparison.notes] + comparison.cautions)
 
 
 def verdict_markdown(result: dict, calibration: dict | None) -> str:
@@ -97,6 +106,29 @@ def ranking_markdown(ranking: Ranking) -> str:
             "trained on (the margin flags 90% of the wrong answers seen there).*"
         )
     return text
+
+
+def query_markdown(answer: GalleryAnswer) -> str:
+    """A gallery query's answer in words: the ranking, or for a photo with several faces each face's name, largest
+    first (numbered as boxed in the picture), then the largest face's ranking."""
+    if len(answer.faces) < 2:
+        return ranking_markdown(answer.ranking)
+    names = [face.name if face.name is not None else "no match" for face in answer.faces]
+    lines = [f"## {html.escape(', '.join(names))}", f"The query has {len(answer.faces)} faces, largest first:"]
+    for position, face in enumerate(answer.faces, start=1):
+        best, threshold = face.ranking.matches[0], face.ranking.threshold
+        if face.name is None:
+            lines.append(
+                f"{position}. no match: the nearest reference, {html.escape(best.label)} ({html.escape(best.name)}), "
+                f"lies at distance {best.distance:.4g}, beyond the threshold {threshold:.4g}"
+            )
+        else:
+            lines.append(
+                f"{position}. **{html.escape(face.name)}**: nearest reference {html.escape(best.name)} at distance "
+                f"{best.distance:.4g}"
+            )
+    largest = ranking_markdown(answer.ranking).split("\n", 1)[1]
+    return "\n".join(lines) + f"\n\nFace 1, the largest (the table and matches below are its own): {largest}"
 
 
 def match_thumbnails(state: GalleryState, ranking: Ranking) -> list[tuple]:

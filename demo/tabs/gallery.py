@@ -42,6 +42,7 @@ class QueryPanel:
     verdict: gr.Markdown
     table: gr.Dataframe
     matches: gr.Gallery
+    faces: gr.Image  # a face model's query photo, every face boxed and named
 
 
 @dataclass
@@ -57,7 +58,7 @@ def clear_gallery():
 
 
 def clear_rank(state):
-    return state, "", None, None
+    return state, "", None, None, None
 
 
 def build(app: SimilarityApp, model_name: gr.Dropdown, examples: ExampleSets) -> GalleryTab:
@@ -77,18 +78,18 @@ def build(app: SimilarityApp, model_name: gr.Dropdown, examples: ExampleSets) ->
 
     wire_gallery(app, model_name, gallery)
     rank_inputs = [model_name, gallery.state, query.query.drawing, query.query.upload, query.top_k, query.query.choice]
-    rank_outputs = [gallery.state, query.verdict, query.table, query.matches]
+    rank_outputs = [gallery.state, query.verdict, query.table, query.matches, query.faces]
     for example_list in clickable:
         upload, shown = [query.query.upload], [query.query.choice, query.query.using]
         example_list.load_input_event.then(None, upload, shown, js=USE_EXAMPLES_JS, **QUIET).then(
             show_upload_tabs, upload, [query.query.tabs], queue=False, **QUIET
         ).then(clear_rank, gallery.state, rank_outputs, **QUIET).then(
-            app.rank_query, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private",
+            app.rank_query_with_faces, rank_inputs, rank_outputs, api_name="example_query", api_visibility="private",
             show_progress="minimal",
         )  # fmt: skip
-    api_rank.click(app.rank_query, rank_inputs[:5], rank_outputs, api_name="rank_query")
+    api_rank.click(app.rank_query, rank_inputs[:5], rank_outputs[:4], api_name="rank_query")
     query.rank_button.click(clear_rank, gallery.state, rank_outputs, **QUIET).then(
-        app.rank_query, rank_inputs, rank_outputs, api_name="rank_query_page", api_visibility="private",
+        app.rank_query_with_faces, rank_inputs, rank_outputs, api_name="rank_query_page", api_visibility="private",
         show_progress="minimal",
     )  # fmt: skip
     return GalleryTab(gallery, query, gallery.example_kind)
@@ -99,7 +100,8 @@ def gallery_panel(app: SimilarityApp, examples: ExampleSets) -> GalleryPanel:
     with gr.Row():
         with gr.Column():
             files = gr.File(
-                label="Gallery images (label from the name: alice_1.png -> alice), or a .zip of class folders",
+                label="Gallery images (label from the name: alice_1.png -> alice), or a .zip of one folder per class "
+                "or person",
                 file_count="multiple",
                 file_types=["image", ".zip"],
                 elem_id="gallery_files",
@@ -145,7 +147,13 @@ def query_panel(app: SimilarityApp) -> QueryPanel:
             verdict = gr.Markdown(elem_id="rank_verdict")
             table = gr.Dataframe(headers=["rank", "label", "distance", "similarity", "file"], elem_id="rank_table")
             matches = gr.Gallery(label="Top matches", columns=5, height=160, format="png", elem_id="rank_matches")
-    return QueryPanel(query, top_k, rank_button, verdict, table, matches)
+            faces = gr.Image(
+                label="Faces in the query (face models: each face boxed and named)",
+                interactive=False,
+                format="png",
+                elem_id="rank_faces",
+            )
+    return QueryPanel(query, top_k, rank_button, verdict, table, matches, faces)
 
 
 def wire_gallery(app: SimilarityApp, model_name: gr.Dropdown, gallery: GalleryPanel) -> None:

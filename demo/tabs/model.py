@@ -12,8 +12,9 @@ from demo.inputs import QUIET
 
 # The AT&T database's terms: free for research use, with credit to the laboratory that made it.
 FACES_CREDIT = (
-    "*Example faces and the bundled faces model: the AT&T (ORL) Database of Faces, AT&T Laboratories Cambridge "
-    "(formerly the Olivetti Research Laboratory), used for research with credit as its terms ask.*"
+    "*Example faces, and the photos the bundled faces model's thresholds were chosen on: the AT&T (ORL) Database of "
+    "Faces, AT&T Laboratories Cambridge (formerly the Olivetti Research Laboratory), used for research with credit "
+    "as its terms ask.*"
 )
 
 
@@ -48,8 +49,8 @@ def build(app: SimilarityApp, examples: ExampleSets) -> ModelPicker:
     notes = list(app.registry.notes)
     if examples.faces is None:
         notes.append(
-            "No example faces here (scikit-learn's Olivetti faces are not cached): face models work on your own "
-            "uploads only."
+            "No example faces here (no face folder, and scikit-learn's Olivetti faces are not cached): face models "
+            "work on your own uploads only."
         )
     if not names:
         notes.append("No model could be loaded, so nothing can be compared. Pass --model user/repo.")

@@ -11,7 +11,7 @@ import torch
 
 from siamese.data import examples as example_data
 from siamese.evaluation.calibration import nearest_reference_distances, out_of_distribution_limit
-from siamese.serving.images import model_kind
+from siamese.serving.images import is_face_model, model_kind
 from siamese.serving.models import ModelRegistry
 
 # Reference sample for the out-of-distribution caution (balanced over classes, from the model's examples).
@@ -73,9 +73,12 @@ class OutOfDistributionCheck:
 
     @classmethod
     def measure(cls, model, examples) -> OutOfDistributionCheck | None:
-        """The check over a balanced sample of `examples` (for a face model, those where a face is found); None
-        with fewer than two example images."""
-        if examples is None or len(examples) < 2:
+        """The check over a balanced sample of `examples` (those where a face is found, for a model that finds
+        faces); None with fewer than two example images, and for a model of aligned faces: it meets people it never
+        saw by design, and a stranger lies far from every example face however well the photo suits the model
+        (with the twelve example faces the app ships, every real photo was flagged). Its gate is the face step:
+        a photo with no face found is refused."""
+        if examples is None or len(examples) < 2 or is_face_model(model):
             return None
         chosen = example_data.balanced_indices(examples.labels, OUT_OF_DISTRIBUTION_REFERENCES)
         references, _ = model.encode(examples.images[chosen], skip_no_face=True)  # (R, D)
