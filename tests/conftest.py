@@ -8,8 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Set before any test module imports the app (demo.media reads them on import); servers the tests start inherit them.
@@ -51,6 +53,23 @@ def att_faces_root() -> Path:
     if not (root / "s1").is_dir():
         pytest.skip(f"AT&T faces not found at {root} (only present beside the project's shared folder)")
     return root
+
+
+@pytest.fixture(scope="session")
+def real_faces_root() -> Path:
+    """Real colour photos: people/<name>/ (one face each) and scenes/ (2-3 faces), beside the project only."""
+    root = SHARED_DATA / "real_faces"
+    if not (root / "people").is_dir() or not (root / "scenes").is_dir():
+        pytest.skip(f"real face photos not found at {root} (only present beside the project's shared folder)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def noise_photo(tmp_path_factory) -> Path:
+    """A 300x300 photo of random colour noise: usable as an image, with no face in it."""
+    path = tmp_path_factory.mktemp("noise") / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 @pytest.fixture(scope="module")
