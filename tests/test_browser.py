@@ -176,3 +176,31 @@ def test_tsne_map_renders(page):
     page.locator("#map_plot .js-plotly-plot svg.main-svg").first.wait_for()
     assert page.locator("#map_plot .scatterlayer .trace").count() >= 10
     assert "Reference set" in page.locator("#map_note").inner_text()
+
+
+def upload(page, prefix: str, path: str) -> None:
+    """Upload `path` into a slot's Upload tab, clearing the file already there, and wait for the page to say so."""
+    page.locator(f"#{prefix}_tabs").get_by_role("tab", name="Upload").click()
+    clear = page.locator(f"#{prefix}_upload button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.locator(f"#{prefix}_upload input[type=file]").set_input_files(path)
+    page.locator(f"#{prefix}_using", has_text=Path(path).name).wait_for()
+
+
+def test_real_photos_are_compared_with_the_faces_model(page, real_faces_root, noise_photo):
+    """Two photos of one person are the same, of two people different, and a noise image has no face: a message,
+    with no verdict. The photos are in ../shared/data/real_faces (the test skips without them)."""
+    people = real_faces_root / "people"
+    page.locator("#model_picker input").click()
+    page.get_by_role("option", name="faces").click()
+    page.locator("#face_pair_examples").wait_for()  # shown once the page has switched to the faces model
+    upload(page, "pair_a", str(people / "obama" / "obama.jpg"))
+    upload(page, "pair_b", str(people / "obama" / "obama2.jpg"))
+    assert compare_and_read_verdict(page) == "Same"
+    upload(page, "pair_b", str(people / "biden" / "biden.jpg"))
+    assert compare_and_read_verdict(page) == "Different"
+    upload(page, "pair_a", str(noise_photo))
+    page.click("#compare_button")
+    page.get_by_text("No face found in image A").first.wait_for()
+    assert page.locator("#pair_verdict h2").count() == 0  # no verdict beside the message
