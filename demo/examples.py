@@ -85,4 +85,6 @@ def file_examples(paths: list[str], component, label: str) -> gr.Examples:
 
 def show_upload_tabs(*paths):
     """After an example click: the Upload tab of each filled slot is shown."""
-    return [gr.Tabs(selected="upload") for _ in paths]
+    updates = [gr.Tabs(selected="upload") for _ in paths]
+    # Gradio takes a one-output handler's return value whole: a list there is not an update.
+    return updates[0] if len(updates) == 1 else updates

@@ -167,6 +167,19 @@ def test_uploaded_gallery_is_built_and_ranked(page, tmp_path):
     assert page.locator("#rank_table").inner_text().count("png") >= 1
 
 
+def test_a_query_example_is_ranked_against_the_example_gallery(page):
+    """Clicking a digit query example fills the query's Upload tab (a one-output update) and ranks it."""
+    page.get_by_role("tab", name="One-shot gallery").click()
+    page.locator("#example_kind").get_by_text("digits").click()
+    page.click("#load_example_gallery_button")
+    page.locator("#gallery_status", has_text="images").wait_for()
+    previous = page.locator("#rank_verdict").inner_text()
+    page.locator("#digit_query_examples").get_by_role("button").first.click()
+    verdict = wait_for_new_verdict(page, "#rank_verdict", previous)
+    assert verdict.isdigit() or verdict == "No match", verdict
+    assert "example" in page.locator("#query_using").inner_text()
+
+
 def test_tsne_map_renders(page):
     page.get_by_role("tab", name="Interactive t-SNE").click()
     number = page.locator("#map_points input[type=number]")
