@@ -7,7 +7,8 @@ Uses the ported dlib descriptor (`siamese.modeling.face_port`) and the photos of
   (decoding, both face steps, both embeddings, the verdict);
 - `siamese embed` of a folder of 1,000 face photos (the 12 shared photos, each copied with small random crops
   and mirror images, JPEG, at their own sizes), written to a temporary folder that is removed afterwards
-  unless --keep.
+  unless --keep. As the command does, --workers processes (default: one per CPU core) decode the photos and
+  find their faces while the main process embeds the chips.
 
   python benchmarks/face_speed_benchmark.py --data-root ../shared/data
 """
@@ -15,6 +16,7 @@ Uses the ported dlib descriptor (`siamese.modeling.face_port`) and the photos of
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--photos", type=int, default=1000, help="photos in the folder that siamese embed reads")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="siamese embed's --workers (default: one per core)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder of photos and the model")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
@@ -106,11 +109,12 @@ def main() -> None:
         sizes = [Image.open(path).size for path in sorted(folder.rglob("*.jpg"))[:50]]
         mean_megapixels = sum(width * height for width, height in sizes) / len(sizes) / 1e6
         started = time.perf_counter()
-        embed_folder(folder, str(model_folder), work / "photos.safetensors", progress=False)
+        embed_folder(folder, str(model_folder), work / "photos.safetensors", progress=False, workers=arguments.workers)
         seconds = time.perf_counter() - started
+        workers = os.cpu_count() if arguments.workers is None else arguments.workers
         print(
-            f"siamese embed of {arguments.photos} face photos (about {mean_megapixels:.1f} MP each): {seconds:.1f} s "
-            f"({arguments.photos / seconds:.1f} photos/s)"
+            f"siamese embed of {arguments.photos} face photos (about {mean_megapixels:.1f} MP each), {workers} "
+            f"worker processes: {seconds:.1f} s ({arguments.photos / seconds:.1f} photos/s)"
         )
     finally:
         if arguments.keep:

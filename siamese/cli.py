@@ -13,6 +13,8 @@ import json
 import os
 import sys
 import warnings
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -20,8 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from tqdm.auto import tqdm
 
+from siamese.data.cache import prepare_in_processes
 from siamese.data.folders import IMAGE_SUFFIXES
-from siamese.data.images import ImageError, prepare_image
+from siamese.data.images import ImageError
 from siamese.evaluation.calibration import stored_gallery_threshold
 from siamese.modeling.export import export_onnx, export_program
 from siamese.modeling.files import ModelLoadError
@@ -32,6 +35,9 @@ from siamese.search.index import GalleryIndex
 # Embeddings are saved to the partial file after every chunk of this many images, so a killed
 # run loses at most one chunk.
 CHUNK_IMAGES = 2048
+# Images per worker task: a face photo takes a fifth of a second, so small tasks keep both the progress bar and
+# the last workers' share of the folder short.
+WORKER_IMAGES = 16
 
 
 class CommandError(RuntimeError):
@@ -77,8 +83,16 @@ def embed_folder(
     batch_size: int = 256,
     device: str | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ):
-    """Embed every image under `folder` into a gallery file at `out`; resumes a killed run. Returns the index."""
+    """Embed every image under `folder` into a gallery file at `out`; resumes a killed run. Returns the index.
+
+    `workers` processes decode the images (and find the faces, for a face model) while this one embeds them
+    (0: all in this process; None: one per CPU). Files that cannot be used (unreadable, or a photo without a
+    face) are skipped and named in a warning.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 (this process) or more, got {workers}")
     paths, labels = list_images(folder)
     root = Path(folder)
     relative = [str(path.relative_to(root)) for path in paths]
@@ -93,29 +107,36 @@ def embed_folder(
     bar = tqdm(total=len(paths), initial=start, desc="Embedding", unit="img", disable=not progress)
     embeddings = list(done_embeddings)
     kept_paths, kept_labels = list(done_paths), list(done_labels)
-    for chunk_start in range(start, len(paths), CHUNK_IMAGES):
-        chunk = range(chunk_start, min(chunk_start + CHUNK_IMAGES, len(paths)))
-        images, chunk_paths, chunk_labels = [], [], []
-        for index in chunk:
-            try:
-                images.append(prepare_image(paths[index], model.preprocessing, name=relative[index]))
-            except ImageError as error:
-                skipped.append(str(error))
-                continue
-            chunk_paths.append(relative[index])
-            chunk_labels.append(labels[index])
-        if images:
-            embeddings.append(model.encode(torch.stack(images), batch_size=batch_size))  # (b, D)
+    prepared = prepare_in_processes(
+        paths[start:], model.preprocessing, names=relative[start:], workers=workers, chunk_size=WORKER_IMAGES
+    )
+    with closing(prepared):
+        for chunk_start in range(start, len(paths), CHUNK_IMAGES):
+            chunk = range(chunk_start, min(chunk_start + CHUNK_IMAGES, len(paths)))
+            batch, chunk_paths, chunk_labels = [], [], []
+            for index, image in zip(chunk, islice(prepared, len(chunk)), strict=True):
+                bar.update()
+                if isinstance(image, ImageError):
+                    skipped.append(str(image))
+                    continue
+                batch.append(image)  # (C, H, W)
+                chunk_paths.append(relative[index])
+                chunk_labels.append(labels[index])
+                # Embedded as each batch fills, so that the workers go on preparing the next images meanwhile.
+                if len(batch) == batch_size:
+                    embeddings.append(model.encode(torch.stack(batch), batch_size=batch_size))  # (b, D)
+                    batch = []
+            if batch:
+                embeddings.append(model.encode(torch.stack(batch), batch_size=batch_size))  # (b, D)
             kept_paths += chunk_paths
             kept_labels += chunk_labels
-        _write_partial(partial, key, embeddings, kept_paths, kept_labels, chunk.stop)
-        bar.update(len(chunk))
+            _write_partial(partial, key, embeddings, kept_paths, kept_labels, chunk.stop)
     bar.close()
     if skipped:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {shown}", stacklevel=2)
+        warnings.warn(f"skipped {len(skipped)} image file(s) that could not be used: {shown}", stacklevel=2)
     if not kept_paths:
-        raise CommandError(f"none of the {len(paths)} image files under {root} could be read")
+        raise CommandError(f"none of the {len(paths)} image files under {root} could be used")
     index = GalleryIndex(torch.cat(embeddings), kept_labels, kept_paths, model_id=model_id, revision=revision)
     index.save(out)
     partial.unlink(missing_ok=True)
@@ -206,6 +227,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     embed.add_argument("--out", required=True, help="gallery file to write (.safetensors)")
     embed.add_argument("--batch-size", type=int, default=256)
     embed.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    embed.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode the images (and find the faces, for a face model) while this one embeds "
+        "them; default: one per CPU core; 0: everything in this process",
+    )
     embed.add_argument("--no-progress", action="store_true")
     search = commands.add_parser("search", help="rank query images against a gallery file")
     search.add_argument("gallery", help="gallery file written by `siamese embed`")
@@ -233,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=arguments.batch_size,
                 device=arguments.device,
                 progress=not arguments.no_progress,
+                workers=arguments.workers,
             )
             print(f"Wrote {arguments.out}: {len(index)} embeddings, {len(set(index.labels))} labels")
         elif arguments.command == "search":

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from siamese.data import cache as cache_module
-from siamese.data.cache import CachedImages, build_cache, cache_key
+from siamese.data.cache import CachedImages, build_cache, cache_key, prepare_in_processes
 from siamese.data.folders import list_image_folder as folder_images
 from siamese.data.images import ImageError, prepare_image
 
@@ -148,3 +148,16 @@ def test_images_of_different_sizes_without_a_target_size_are_refused(folder, tmp
     paths, labels, _ = folder_images(folder)
     with pytest.raises(ImageError, match=r"expected \(3, 8, 14\) like the others"):
         build_cache(paths, labels, {"kind": "faces", "grayscale": False}, tmp_path / "c", workers=0)
+
+
+def test_preparing_in_processes_yields_each_image_or_its_error_in_order(folder):
+    paths, _, _ = folder_images(folder)
+    broken = folder / "class_1" / "broken.png"
+    broken.write_bytes(b"not a png")
+    paths = [*paths[:5], broken, *paths[5:]]
+    results = list(prepare_in_processes(paths, PREPROCESSING, workers=2, chunk_size=2))
+    assert isinstance(results[5], ImageError) and "broken.png" in str(results[5])
+    expected = [prepare_image(path, PREPROCESSING) for path in paths if path != broken]
+    assert all(torch.equal(found, direct) for found, direct in zip(results[:5] + results[6:], expected, strict=True))
+    here = list(prepare_in_processes(paths, PREPROCESSING, names=[path.name for path in paths], workers=0))
+    assert str(here[5]).startswith("broken.png: ") and torch.equal(here[0], expected[0])

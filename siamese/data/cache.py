@@ -5,6 +5,9 @@ index beside it holds the paths and labels. The cache's name is a hash of what i
 (relative paths, labels, file sizes and modification times, preprocessing), so a changed folder
 gets a fresh cache and an unchanged one is reused at once. A build writes under temporary names
 and renames when complete, so a killed build never looks complete.
+
+`prepare_in_processes` is the one way to prepare many images across processes: the cache's build uses
+it, and so does `siamese embed`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -55,31 +61,82 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
-def _decode_into(
-    data_path: str, shape: tuple[int, ...], start: int, paths: list[str], preprocessing: dict, skip_unreadable: bool
-) -> list[tuple[int, str]]:
-    """Worker task: decode `paths` into rows start, start + 1, ... of the memory-mapped array.
+def _prepare_chunk(
+    start: int, paths: list[str], names: list[str | None], preprocessing: dict, into: tuple[str, tuple] | None
+) -> list[np.ndarray | ImageError | None]:
+    """Worker task: `prepare_image` of each path; an unusable file gives its `ImageError` instead.
 
-    Returns the rows left blank because their file could not be read (only with `skip_unreadable`;
-    otherwise the first such file raises).
+    Each image comes back as a uint8 (C, H, W) array (an array pickles by value; a tensor would travel as a
+    shared-memory handle), or with `into` is written to row start, start + 1, ... of that memory-mapped file
+    and None comes back in its place.
     """
-    images = np.memmap(data_path, dtype=np.uint8, mode="r+", shape=shape)
-    unreadable = []
-    for offset, path in enumerate(paths):
+    rows = None if into is None else np.memmap(into[0], dtype=np.uint8, mode="r+", shape=into[1])
+    results: list[np.ndarray | ImageError | None] = []
+    for offset, (path, name) in enumerate(zip(paths, names, strict=True)):
         try:
-            tensor = prepare_image(path, preprocessing)  # (C, H, W) uint8
-            if tuple(tensor.shape) != shape[1:]:
-                decoded = tuple(tensor.shape)
-                raise ImageError(f"{path}: decoded to shape {decoded}, expected {shape[1:]} like the others")
+            image = prepare_image(path, preprocessing, name=name).numpy()  # (C, H, W) uint8
         except ImageError as error:
-            if not skip_unreadable:
-                raise
-            unreadable.append((start + offset, str(error)))
+            results.append(error)
             continue
-        images[start + offset] = tensor.numpy()
-    images.flush()
-    del images
-    return unreadable
+        if rows is None:
+            results.append(image)
+        elif image.shape != rows.shape[1:]:
+            message = f"decoded to shape {image.shape}, expected {rows.shape[1:]} like the others"
+            results.append(ImageError(f"{name or path}: {message}"))
+        else:
+            rows[start + offset] = image
+            results.append(None)
+    if rows is not None:
+        rows.flush()
+        del rows
+    return results
+
+
+def prepare_in_processes(
+    paths: Sequence[str | Path],
+    preprocessing: dict,
+    names: Sequence[str] | None = None,
+    workers: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    into: tuple[str, tuple[int, ...]] | None = None,
+) -> Iterator[torch.Tensor | ImageError | None]:
+    """`prepare_image` of every path, in `workers` processes (0: in this process; None: one per CPU), in order.
+
+    Yields, per path, its uint8 (C, H, W) tensor, or the `ImageError` of a file that cannot be used (the caller
+    skips or raises it). With `into`, a memory-mapped uint8 file and its (N, C, H, W) shape, image i is written
+    to row i there and None is yielded, so the pixels never pass through a pipe; an image of another shape is
+    an `ImageError`. Only a few chunks of `chunk_size` images run ahead of the caller; closing the iterator
+    cancels the chunks not yet started.
+    """
+    names = [None] * len(paths) if names is None else list(names)
+    chunks = [
+        (start, [str(path) for path in paths[start : start + chunk_size]], names[start : start + chunk_size])
+        for start in range(0, len(paths), chunk_size)
+    ]
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 0 or not chunks:
+        for chunk in chunks:
+            yield from _as_tensors(_prepare_chunk(*chunk, preprocessing, into))
+        return
+    workers = min(workers, len(chunks))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
+        running: deque[Future] = deque()
+        try:
+            for chunk in chunks:
+                running.append(pool.submit(_prepare_chunk, *chunk, preprocessing, into))
+                # Two chunks a worker in flight keep every worker busy without holding a large folder's pixels.
+                if len(running) >= 2 * workers:
+                    yield from _as_tensors(running.popleft().result())
+            while running:
+                yield from _as_tensors(running.popleft().result())
+        finally:
+            for future in running:
+                future.cancel()  # the caller stopped (a file it will not skip, an interrupt): start nothing more
+
+
+def _as_tensors(results: list[np.ndarray | ImageError | None]) -> Iterator[torch.Tensor | ImageError | None]:
+    for result in results:
+        yield torch.from_numpy(result) if isinstance(result, np.ndarray) else result
 
 
 def build_cache(
@@ -122,25 +179,14 @@ def build_cache(
     try:
         with open(partial_data, "wb") as handle:
             handle.truncate(int(np.prod(shape)))  # a sparse file of the final size
-        chunks = [(start, absolute_paths[start : start + CHUNK_SIZE]) for start in range(0, shape[0], CHUNK_SIZE)]
-        workers = (os.cpu_count() or 1) if workers is None else workers
         unreadable: list[tuple[int, str]] = []
-        if workers <= 0:
-            for start, chunk in chunks:
-                unreadable += _decode_into(str(partial_data), shape, start, chunk, preprocessing, skip_unreadable)
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_single_threaded) as pool:
-                futures = [
-                    pool.submit(_decode_into, str(partial_data), shape, start, chunk, preprocessing, skip_unreadable)
-                    for start, chunk in chunks
-                ]
-                try:
-                    for future in futures:
-                        unreadable += future.result()  # re-raises a worker's ImageError with the file's name
-                except BaseException:
-                    for future in futures:
-                        future.cancel()  # stop at the first bad file rather than decode the rest
-                    raise
+        into = (str(partial_data), shape)
+        with closing(prepare_in_processes(absolute_paths, preprocessing, workers=workers, into=into)) as prepared:
+            for row, result in enumerate(prepared):
+                if isinstance(result, ImageError):
+                    if not skip_unreadable:
+                        raise result  # closing the iterator stops the workers rather than decode the rest
+                    unreadable.append((row, str(result)))
         with open(partial_data, "rb+") as handle:
             os.fsync(handle.fileno())
         index = {

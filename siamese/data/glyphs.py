@@ -14,15 +14,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-# group -> (first code point, last code point), inclusive; every one drawn by DejaVu Sans.
+# Unicode puts the small letters of these alphabets 0x20 after their capitals.
+_CASE_OFFSET = 0x20
+
+
+def _alphabet(name: str, first_capital: int, last_capital: int) -> dict[str, tuple[int, int]]:
+    """An alphabet's capitals and small letters, as two groups."""
+    return {
+        f"{name}_capital": (first_capital, last_capital),
+        f"{name}_small": (first_capital + _CASE_OFFSET, last_capital + _CASE_OFFSET),
+    }
+
+
+# group -> (first code point, last code point), inclusive; every one drawn by DejaVu Sans. The order matters: a
+# group's place seeds its samples.
 GROUPS = {
-    "latin_capital": (0x0041, 0x005A),
-    "latin_small": (0x0061, 0x007A),
+    **_alphabet("latin", 0x0041, 0x005A),
     "digits": (0x0030, 0x0039),
-    "greek_capital": (0x0391, 0x03A9),
-    "greek_small": (0x03B1, 0x03C9),
-    "cyrillic_capital": (0x0410, 0x042F),
-    "cyrillic_small": (0x0430, 0x044F),
+    **_alphabet("greek", 0x0391, 0x03A9),
+    **_alphabet("cyrillic", 0x0410, 0x042F),
     "armenian_capital": (0x0531, 0x0556),
     "latin_accented": (0x00C0, 0x00FF),
     "geometric_shapes": (0x25A0, 0x25CF),

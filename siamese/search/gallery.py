@@ -43,23 +43,39 @@ class Match:
 
 @dataclass
 class Ranking:
-    """The answer to one query: the nearest references, the best label, and how sure it is.
+    """The answer to one query: the nearest references, the runner-up label, and the verdict they give.
 
     `margin` is the distance to the nearest reference of any other label minus the best
-    distance (None with a single label); `is_match` is False when the best distance lies
-    beyond the threshold; `caution` is True for a match whose margin is below `caution_margin`
-    (the second label is nearly as close, so the answer may be the wrong one of the two).
+    distance (None with a single label). The verdict is derived from these fields, so it cannot
+    disagree with them: `is_match` is False when the best distance lies beyond the threshold;
+    `caution` is True for a match whose margin is below `caution_margin` (the second label is nearly
+    as close, so the answer may be the wrong one of the two).
     """
 
     matches: list[Match]
-    best_label: str | None
-    best_distance: float
     runner_up_label: str | None
     margin: float | None
     threshold: float | None
-    is_match: bool
-    caution: bool = False
     caution_margin: float | None = None
+
+    @property
+    def best_distance(self) -> float:
+        return self.matches[0].distance
+
+    @property
+    def is_match(self) -> bool:
+        return self.threshold is None or self.best_distance <= self.threshold
+
+    @property
+    def best_label(self) -> str | None:
+        """The nearest reference's label; None for "no match"."""
+        return self.matches[0].label if self.is_match else None
+
+    @property
+    def caution(self) -> bool:
+        if not self.is_match or self.margin is None or self.caution_margin is None:
+            return False
+        return self.margin < self.caution_margin
 
 
 class Gallery:
@@ -136,19 +152,7 @@ class Gallery:
             runner_up = int(other_distances.argmin())
             runner_up_label = self.labels[runner_up]
             margin = float(distances[runner_up]) - best.distance
-        is_match = threshold is None or best.distance <= threshold
-        caution = bool(is_match and caution_margin is not None and margin is not None and margin < caution_margin)
-        return Ranking(
-            matches=matches,
-            best_label=best.label if is_match else None,
-            best_distance=best.distance,
-            runner_up_label=runner_up_label,
-            margin=margin,
-            threshold=threshold,
-            is_match=is_match,
-            caution=caution,
-            caution_margin=caution_margin,
-        )
+        return Ranking(matches, runner_up_label, margin, threshold, caution_margin)
 
 
 def rank_in_index(
