@@ -61,7 +61,8 @@ def gallery_screenshot(page, out: Path) -> None:
     page.locator("#example_kind").get_by_text("faces").click()
     page.click("#load_example_gallery_button")
     page.locator("#gallery_status", has_text="images").wait_for()
-    page.locator("#face_query_examples").get_by_role("button").first.click()
+    # s37's gallery photo has no face dlib finds (it is skipped with a warning): a person the gallery holds.
+    page.locator("#face_query_examples").get_by_role("button", name="s38").click()
     page.locator("#rank_verdict h2").wait_for()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(out), full_page=True)
