@@ -62,6 +62,10 @@ def worker(rank: int, rendezvous: str, loss_name: str, out: str) -> None:
         dist.barrier()  # neither process leaves the group while the other still talks to it
     finally:
         dist.destroy_process_group()
+    # Skip the interpreter's teardown: gloo's threads can still be ending there, and now and then (twice in the
+    # project's recent full runs) that aborts the process ("terminate called without an active exception") after
+    # all was done and written. The result is in `out` already; this keeps that known exit race out of the verdict.
+    os._exit(0)
 
 
 @pytest.mark.parametrize("loss_name", ["contrastive", "cosface"])

@@ -140,6 +140,17 @@ def test_faces_are_sorted_largest_first_and_inside_the_photo(photos):
             assert face.landmarks.shape == (5, 2) and not face.landmarks.flags.writeable
 
 
+def test_the_largest_face_of_a_group_photo_is_the_one_find_faces_puts_first(photos):
+    from siamese.faces.pipeline import find_faces, find_largest_face
+
+    for name in SCENE_FACES:
+        image, _ = photos[f"real_faces/scenes/{name}"]
+        largest, every = find_largest_face(image), find_faces(image)
+        assert largest.face_count == len(every) == SCENE_FACES[name], name
+        assert largest.face.box == every[0].face.box, name
+        assert np.array_equal(largest.chip, every[0].chip), name
+
+
 def _overlap(first, second) -> float:
     """Intersection over union of two inclusive (left, top, right, bottom) boxes."""
     width = min(first[2], second[2]) - max(first[0], second[0]) + 1

@@ -46,9 +46,13 @@ def find_faces(image_rgb: np.ndarray) -> list[FoundFace]:
 
 
 def find_largest_face(image_rgb: np.ndarray) -> FoundFace | None:
-    """The largest face of a photo, aligned (only that one is aligned), or None when no face is found."""
+    """The largest face of a photo, aligned (only that one is aligned), or None when no face is found.
+
+    A photo with several faces is searched again as a group photo, so that the face called the largest is the one
+    `find_faces` puts first: faces of about one size can swap places between search sizes.
+    """
     faces = _faces(image_rgb, PORTRAIT_SEARCH_SIDE)
-    if not faces and max(image_rgb.shape[:2]) > PORTRAIT_SEARCH_SIDE:
+    if len(faces) != 1 and max(image_rgb.shape[:2]) > PORTRAIT_SEARCH_SIDE:
         faces = _faces(image_rgb, GROUP_SEARCH_SIDE)
     if not faces:
         return None
