@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from siamese.faces.align import (
     CHIP_PADDING,
@@ -149,6 +150,19 @@ def test_the_largest_face_of_a_group_photo_is_the_one_find_faces_puts_first(phot
         assert largest.face_count == len(every) == SCENE_FACES[name], name
         assert largest.face.box == every[0].face.box, name
         assert np.array_equal(largest.chip, every[0].chip), name
+
+
+def test_a_face_model_says_which_face_of_a_photo_it_embeds(photos):
+    from siamese.modeling.pretrained import load_model
+
+    model = load_model(Path(__file__).resolve().parents[1] / "pretrained" / "faces")
+    path = REAL_FACES / "scenes" / "obama_and_biden.jpg"
+    found = model.find_face(str(path))
+    assert found.face_count == 3
+    chip = torch.from_numpy(found.chip.copy()).permute(2, 0, 1)  # (3, 150, 150)
+    assert torch.equal(model.encode(str(path)), model.encode(chip.unsqueeze(0)))
+    with pytest.raises(ValueError, match="needs a face model"):
+        load_model(Path(__file__).resolve().parents[1] / "pretrained" / "mnist").find_face(str(path))
 
 
 def _overlap(first, second) -> float:

@@ -9,6 +9,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from siamese.data.images import ALIGNED_FACES, find_face
 from siamese.distances import paired_distances, pairwise_distances
 from siamese.evaluation.calibration import verdict
 from siamese.modeling.architectures import ARCHITECTURES, NetworkShape
@@ -156,6 +157,15 @@ class EmbeddingNet(
             batch = prepare_images(images, self.preprocessing, self.image_size, self.in_channels)  # (N, C, H, W)
         embeddings = embed_prepared(model, batch, self.preprocessing, batch_size, precision, on_device)  # (N, D)
         return (embeddings, kept) if skip_no_face else embeddings
+
+    def find_face(self, image, name: str | None = None):
+        """For a face model: the face of `image` that `encode` embeds, the largest, as a `FoundFace` with its aligned
+        chip (150, 150, 3) uint8 for display, its box and landmarks, and `face_count`, the faces the photo has.
+        A photo with no face raises NoFaceError, naming it."""
+        if self.preprocessing.get("kind") != ALIGNED_FACES:
+            raise ValueError(f"find_face needs a face model (preprocessing kind {ALIGNED_FACES!r}); this one is "
+                             f"{self.preprocessing.get('kind')!r}")  # fmt: skip
+        return find_face(image, name)
 
     def similarity(self, first, second) -> torch.Tensor:
         """Distances (N, M) between the embeddings of two sets of images: smaller is more similar."""
