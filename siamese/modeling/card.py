@@ -61,7 +61,7 @@ def render_model_card(config: dict, metrics: dict, command: str, repo_id: str | 
         _title_section(model_name, config, task),
         _origin_section(metrics.get("origin") or {}),
         _choice_section(metrics.get("choice") or {}),
-        _data_section(task, dataset),
+        _data_section(task, dataset, trained=(metrics.get("training") or {}).get("epochs") != 0),
         _results_section(test, dataset),
         _calibration_section(config),
         _training_section(metrics.get("training") or {}, command),
@@ -182,7 +182,7 @@ def _choice_section(choice: dict) -> str:
     return "\n".join(lines)
 
 
-def _data_section(task: str, dataset: dict) -> str:
+def _data_section(task: str, dataset: dict, trained: bool = True) -> str:
     if not dataset:
         return ""
     lines = ["## Data", ""]
@@ -190,7 +190,12 @@ def _data_section(task: str, dataset: dict) -> str:
         source = f" ({dataset['source']})" if dataset.get("source") else ""
         lines.append(f"- Data set: {dataset['name']}{source}")
     if "train_size" in dataset:
-        lines.append(f"- Training images: {dataset['train_size']:,}")
+        unused = "" if trained else " (set aside for training, but not used: 0 epochs)"
+        lines.append(f"- Training images: {dataset['train_size']:,}{unused}")
+    if "validation_size" in dataset:
+        extra = dataset.get("extra_validation") or {}
+        extra_note = f", {extra['size']} of them from {extra['source']}" if extra else ""
+        lines.append(f"- Validation images (thresholds chosen here): {dataset['validation_size']:,}{extra_note}")
     if "test_size" in dataset:
         lines.append(f"- Test images: {dataset['test_size']:,}")
     if dataset.get("test"):
