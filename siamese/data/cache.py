@@ -26,7 +26,8 @@ import torch
 
 from siamese.data.images import ImageError, prepare_image
 
-CACHE_FORMAT = 1
+# 2: images are turned upright by their EXIF orientation before they are prepared.
+CACHE_FORMAT = 2
 INDEX_SUFFIX = ".json"
 DATA_SUFFIX = ".uint8"
 # Images per worker task: large enough that process overhead is small, small enough to spread the work.

@@ -37,8 +37,8 @@ ALIGNED_FACES = "aligned_faces"
 def open_image(source, name: str | None = None) -> Image.Image:
     """Decode a path, bytes, PIL image or numpy array into a fully loaded RGB or L image.
 
-    Animated images give their first frame; alpha is composited on white; 16-bit and 32-bit
-    grey are scaled to 8 bits; CMYK, palette and 1-bit images are converted.
+    Animated images give their first frame; an EXIF orientation is applied; alpha is composited on white;
+    16-bit and 32-bit grey are scaled to 8 bits; CMYK, palette and 1-bit images are converted.
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "the image")
     if source is None:
@@ -52,7 +52,20 @@ def open_image(source, name: str | None = None) -> Image.Image:
         if isinstance(stream, (str, Path)) and not Path(stream).is_file():
             raise ImageError(f"{label}: no such file")
         image = _decode(stream, label)
-    return _to_standard_mode(image, label)
+    # Phone cameras store the pixels sideways and an EXIF tag saying how to turn them: a face on its side is not
+    # found, so the image is turned as viewers show it (a no-op once turned: the tag is then gone).
+    return _to_standard_mode(_upright(image, label), label)
+
+
+def _upright(image: Image.Image, label: str) -> Image.Image:
+    """The image as its EXIF orientation says it is shown (unchanged when it has none)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, TypeError) as error:  # a damaged EXIF block: keep the pixels as stored
+        warnings.warn(
+            f"{label}: its EXIF orientation could not be read ({error}); the image is used as stored", stacklevel=3
+        )
+        return image
 
 
 def _decode(stream, label: str) -> Image.Image:
