@@ -34,6 +34,11 @@ class NoFaceError(ImageError):
 ALIGNED_FACES = "aligned_faces"
 
 
+def aligns_faces(preprocessing: dict | None) -> bool:
+    """Whether a model with this preprocessing sees aligned face chips, so its inputs go through the face step."""
+    return (preprocessing or {}).get("kind") == ALIGNED_FACES
+
+
 def open_image(source, name: str | None = None) -> Image.Image:
     """Decode a path, bytes, PIL image or numpy array into a fully loaded RGB or L image.
 
@@ -190,7 +195,7 @@ def prepare_image(source, preprocessing: dict, name: str | None = None) -> torch
 
     For a face model (`kind` "aligned_faces") that is the aligned chip of the photo's largest face.
     """
-    if preprocessing.get("kind") == ALIGNED_FACES:
+    if aligns_faces(preprocessing):
         return chip_to_tensor(find_face(source, name).chip)
     return image_to_tensor(open_image(source, name=name), preprocessing)
 

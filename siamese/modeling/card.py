@@ -10,6 +10,8 @@ import numbers
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from siamese.data.images import aligns_faces
+
 LIBRARY_NAME = "siamese-similarity"
 BASE_TAGS = ["siamese-network", "metric-learning", "image-similarity"]
 TASK_TAGS = {"digits": ["mnist"], "faces": ["faces", "face-verification"], "folder": []}
@@ -325,10 +327,6 @@ _FACE_STEP = (
 )
 
 
-def _aligns_faces(config: dict) -> bool:
-    return (config.get("preprocessing") or {}).get("kind") == "aligned_faces"
-
-
 def _usage_section(config: dict, repo_id: str | None) -> str:
     name = repo_id or "path/to/model-folder"
     channels = config.get("in_channels", 1)
@@ -348,7 +346,7 @@ def _usage_section(config: dict, repo_id: str | None) -> str:
         f'model = SiameseModel.from_pretrained("{name}")  # strict, safetensors only\n'
         f"{last_line}\n"
         "```\n\n"
-        f"{_FACE_STEP if _aligns_faces(config) else ''}"
+        f"{_FACE_STEP if aligns_faces(config.get('preprocessing')) else ''}"
         f"`model.encode(images)` takes file paths, PIL images, numpy arrays or tensors, prepares them as the model "
         f"was trained ({height}x{width}, {channels} channel{'s' if channels != 1 else ''}), and returns the "
         "embeddings. `config.json` records the preprocessing (`preprocessing`), the thresholds chosen on validation "
@@ -371,7 +369,7 @@ def _limitations_section(task: str, config: dict) -> str:
             "MNIST-style input is expected: a single centred handwritten digit, light on a dark background, "
             "28x28 grayscale. Photos of digits need the same preprocessing first."
         )
-    if task == "faces" and _aligns_faces(config):
+    if task == "faces" and aligns_faces(config.get("preprocessing")):
         points.append(
             "A face descriptor trained by dlib on many faces, calibrated here on a few dozen photos: grey frontal "
             "AT&T portraits and 12 colour photos of five public figures. It is not a face recognition system "

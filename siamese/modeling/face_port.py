@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from siamese.faces.resnet import DLIB_RGB_MEANS, EMBEDDING_SIZE, INPUT_SIZE, load_dlib_weights
@@ -63,6 +65,19 @@ def dlib_face_model(dat_path: str | os.PathLike | None = None, calibration: dict
     )
     load_dlib_weights(model.backbone, dat_path)
     return model.eval()
+
+
+@dataclass(frozen=True)
+class PretrainedArchitecture:
+    """A built-in architecture that comes with weights: the input they expect, and how to load them."""
+
+    preprocessing: dict
+    load: Callable[[], EmbeddingNet]  # the network with its weights, in eval mode
+    origin: Callable[[], dict]  # the card's credit for the weights
+
+
+# The architectures `--pretrained` loads without a --backbone, by name.
+PRETRAINED_ARCHITECTURES = {"dlib_resnet": PretrainedArchitecture(DLIB_PREPROCESSING, dlib_face_model, dlib_origin)}
 
 
 def convert_dlib_model(

@@ -9,7 +9,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from siamese.data.images import ALIGNED_FACES, find_face
+from siamese.data.images import ALIGNED_FACES, aligns_faces, find_face
 from siamese.distances import paired_distances, pairwise_distances
 from siamese.evaluation.calibration import verdict
 from siamese.modeling.architectures import ARCHITECTURES, NetworkShape
@@ -162,7 +162,7 @@ class EmbeddingNet(
         """For a face model: the face of `image` that `encode` embeds, the largest, as a `FoundFace` with its aligned
         chip (150, 150, 3) uint8 for display, its box and landmarks, and `face_count`, the faces the photo has.
         A photo with no face raises NoFaceError, naming it."""
-        if self.preprocessing.get("kind") != ALIGNED_FACES:
+        if not aligns_faces(self.preprocessing):
             raise ValueError(f"find_face needs a face model (preprocessing kind {ALIGNED_FACES!r}); this one is "
                              f"{self.preprocessing.get('kind')!r}")  # fmt: skip
         return find_face(image, name)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from siamese.data import examples as example_data
-from siamese.data.images import ALIGNED_FACES, ImageError, NoFaceError, chip_to_tensor, open_image, prepare_image
+from siamese.data.images import ImageError, NoFaceError, aligns_faces, chip_to_tensor, open_image, prepare_image
 from siamese.faces.pipeline import FoundFace, find_faces, find_largest_face
 from siamese.serving.messages import InputError
 
@@ -52,7 +52,7 @@ class PreparedInput:
 
 def is_face_model(model) -> bool:
     """Whether the model sees aligned face chips, so its inputs go through the face step."""
-    return (model.preprocessing or {}).get("kind") == ALIGNED_FACES
+    return aligns_faces(model.preprocessing)
 
 
 def no_face_message(label: str, name: str) -> str:
@@ -69,7 +69,7 @@ def prepare_usable_input(source, preprocessing: dict, name: str, label: str, eve
     the largest face (every face with `every_face`, the largest first); a NoFaceError naming `label` when none is
     found, an ImageError saying what else is wrong."""
     picture = open_usable_image(source, name)
-    if preprocessing.get("kind") != ALIGNED_FACES:
+    if not aligns_faces(preprocessing):
         return PreparedInput(prepare_image(picture, preprocessing, name), picture, label)
     photo = np.asarray(picture.convert("RGB"))  # (H, W, 3)
     if every_face:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from siamese.modeling.backbones import parse_backbone
 from siamese.modeling.config import parts_supported
+from siamese.modeling.face_port import PRETRAINED_ARCHITECTURES
 from siamese.training.datasets import DATASETS
 
 # Each preset sets only the fields it cares about; the rest keep the dataclass defaults.
@@ -133,9 +134,6 @@ PRESETS["faces_port"] = {
 # Siamese fine-tuning from the port: the same network and chips, a few epochs of the contrastive loss at a small
 # learning rate, so that the face knowledge of dlib's training is kept.
 PRESETS["faces_finetune"] = {**PRESETS["faces_port"], "epochs": 3, "lr": 3e-6}
-
-# Architectures whose weights --pretrained loads without a --backbone (from an installed package).
-PRETRAINED_ARCHITECTURES = ("dlib_resnet",)
 
 STREAM_CHOICES = ("auto", "always", "never")
 

